@@ -1,0 +1,323 @@
+"""Frozen settings of one trial, and how dotted keys (``train.lr``) map onto them.
+
+Precedence, lowest first: dataclass defaults < YAML ``fixed:`` < ``--set`` < trial suggestions.
+Every setting has a canonical dotted name ``section.field``. A bare field name (``epochs``)
+is accepted wherever it names exactly one field of the trial's own sections (``teacher.*``
+always needs its prefix). ``student.*`` keys other than
+``student.family`` are options of the student family, kept as written: ``student.widths.0``
+sets the first element of the family's ``widths`` list when the student is built
+(:func:`resolve_options`, against that family's defaults), so one space can search
+per-stage widths of one family and a width multiplier of another.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from sweep.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Which student family to build and its family-specific options."""
+
+    family: str = "dsconv"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """Knowledge-distillation settings (Hinton loss on logits)."""
+
+    alpha: float = 0.5
+    temperature_start: float = 4.0
+    temperature_end: float = 4.0
+    temperature_schedule: Literal["constant", "linear", "cosine", "step"] = "constant"
+    temperature_steps: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings for one training run."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the images are and how they are resized and augmented."""
+
+    name: Literal["food11", "demo"] = "food11"
+    root: str | None = None
+    image_size: int = 224
+    resize: int = 256
+    train_crop: Literal["center", "random", "random_resized"] = "random_resized"
+    crop_scale_min: float = 0.35
+    hflip: bool = True
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """The hard parameter budget."""
+
+    max_params: int = 60_000
+    count: Literal["dense", "nonzero"] = "dense"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """The teacher: a checkpoint to load, or how to train one from scratch."""
+
+    checkpoint: str | None = None
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs, resolved and frozen."""
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+
+
+_SECTION_TYPES = {
+    "student": StudentConfig,
+    "kd": KDConfig,
+    "train": TrainConfig,
+    "dataset": DatasetConfig,
+    "budget": BudgetConfig,
+    "teacher": TeacherConfig,
+}
+
+
+def _field_names(section: str) -> list[str]:
+    return [f.name for f in fields(_SECTION_TYPES[section])]
+
+
+def canonical_key(key: str, source: str = "settings") -> str:
+    """Return the canonical dotted name of a setting.
+
+    Args:
+        key: ``section.field``, a bare unique field name, or a ``student.`` option path.
+        source: where the key came from, for the error message.
+
+    Returns:
+        The canonical name, e.g. ``train.epochs`` for ``epochs``.
+
+    Raises:
+        ConfigError: the key names no setting, or a bare name is ambiguous.
+    """
+    head, _, rest = key.partition(".")
+    if head in _SECTION_TYPES:
+        if head == "student":
+            if not rest:
+                raise ConfigError(source, key, "name a student setting, e.g. student.family")
+            return key
+        if rest in _field_names(head):
+            return key
+        raise ConfigError(source, key, f"unknown setting; {head} has {_field_names(head)}")
+    # Teacher settings always carry their prefix, so a bare ``epochs`` means the student's.
+    owners = [
+        s for s in _SECTION_TYPES if s not in ("student", "teacher") and key in _field_names(s)
+    ]
+    if len(owners) == 1:
+        return f"{owners[0]}.{key}"
+    if len(owners) > 1:
+        choices = ", ".join(f"{s}.{key}" for s in owners)
+        raise ConfigError(source, key, f"ambiguous setting; write one of {choices}")
+    raise ConfigError(source, key, "unknown setting")
+
+
+def _coerce(section: str, name: str, value: Any, source: str, key: str) -> Any:
+    """Check a value against the dataclass field's annotation (ints may stand for floats)."""
+    annotation = next(f.type for f in fields(_SECTION_TYPES[section]) if f.name == name)
+    text = str(annotation)
+    if text.startswith("Literal"):
+        allowed = [a.strip().strip("'\"") for a in text[8:-1].split(",")]
+        if value not in allowed:
+            raise ConfigError(source, key, f"must be one of {allowed}, got {value!r}")
+        return value
+    optional = "None" in text
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(source, key, "must not be empty")
+    if text.startswith("bool"):
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"must be true or false, got {value!r}")
+        return value
+    if text.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, key, f"must be an integer, got {value!r}")
+        return value
+    if text.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, key, f"must be a number, got {value!r}")
+        return float(value)
+    if text.startswith("str"):
+        if not isinstance(value, str):
+            raise ConfigError(source, key, f"must be a string, got {value!r}")
+        return value
+    return value
+
+
+def resolve_options(
+    defaults: Mapping[str, Any], options: Mapping[str, Any], source: str = "student"
+) -> dict[str, Any]:
+    """Apply a student's options, in order, over its family's defaults.
+
+    Args:
+        defaults: the family's option defaults.
+        options: ``{name or dotted path: value}``; ``widths.1`` sets a list element.
+        source: where the options came from, for error messages.
+
+    Returns:
+        Plain options with whole lists, ready for the family's builder.
+
+    Raises:
+        ConfigError: an index past the end of a list, or a path into a non-container.
+    """
+    resolved = copy.deepcopy(dict(defaults))
+    for name, value in options.items():
+        _set_option(
+            resolved, str(name).split("."), copy.deepcopy(value), source, f"student.{name}"
+        )
+    return resolved
+
+
+def _set_option(
+    options: dict[str, Any], path: list[str], value: Any, source: str, key: str
+) -> None:
+    """Set ``options[path]``; integer parts index into an existing list.
+
+    A list's length is structure (``widths`` has one entry per stage), so an index never
+    grows it: ``student.widths.3`` needs ``student.widths`` with at least four entries.
+    """
+    target: Any = options
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(target, list):
+            if not part.isdigit():
+                raise ConfigError(source, key, f"{part!r} is not a list index")
+            if int(part) >= len(target):
+                list_key = "student." + ".".join(path[:i])
+                raise ConfigError(
+                    source,
+                    key,
+                    f"index {part} is past the end of {list_key} ({len(target)} entries)",
+                )
+            part_key: int | str = int(part)
+        else:
+            part_key = part
+            if not last and (part not in target or target[part] is None):
+                if path[i + 1].isdigit():
+                    list_key = "student." + ".".join(path[: i + 1])
+                    raise ConfigError(source, key, f"set the whole list {list_key} first")
+                target[part] = {}
+        if last:
+            target[part_key] = value
+            return
+        if isinstance(target[part_key], tuple):
+            target[part_key] = list(target[part_key])
+        if not isinstance(target[part_key], (list, dict)):
+            raise ConfigError(source, key, f"{part!r} holds a single value, not a list")
+        target = target[part_key]
+
+
+def build_config(settings: dict[str, Any], source: str = "settings") -> TrialConfig:
+    """Build a frozen TrialConfig from dotted settings, applied in order over the defaults.
+
+    Args:
+        settings: ``{dotted key: value}``; later keys win over earlier ones.
+        source: the file or flag the settings came from, for error messages.
+
+    Returns:
+        The resolved TrialConfig.
+
+    Raises:
+        ConfigError: a key names no setting or a value has the wrong type.
+    """
+    sections: dict[str, dict[str, Any]] = {s: {} for s in _SECTION_TYPES}
+    options: dict[str, Any] = {}
+    family = StudentConfig.family
+    for key, value in copy.deepcopy(settings).items():
+        canonical = canonical_key(key, source)
+        section, _, name = canonical.partition(".")
+        if section == "student":
+            if name == "family":
+                if not isinstance(value, str):
+                    raise ConfigError(source, key, f"must be a family name, got {value!r}")
+                family = value
+            else:
+                options[name] = value
+            continue
+        sections[section][name] = _coerce(section, name, value, source, key)
+    built = {s: _SECTION_TYPES[s](**v) for s, v in sections.items() if s != "student"}
+    return TrialConfig(student=StudentConfig(family=family, options=options), **built)
+
+
+def flatten(config: TrialConfig) -> dict[str, Any]:
+    """Return ``{canonical dotted key: value}`` for logging (lists joined as ``a.0``, ``a.1``)."""
+    flat: dict[str, Any] = {"student.family": config.student.family}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            flat[prefix] = value
+
+    walk("student", config.student.options)
+    for section in _SECTION_TYPES:
+        if section == "student":
+            continue
+        for name, value in dataclasses.asdict(getattr(config, section)).items():
+            flat[f"{section}.{name}"] = value
+    return flat
+
+
+def to_dict(config: TrialConfig) -> dict[str, Any]:
+    """Return the config as nested plain data (for ``config.yaml``)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> TrialConfig:
+    """Rebuild a TrialConfig from :func:`to_dict` output (e.g. a logged ``config.yaml``)."""
+    settings: dict[str, Any] = {}
+    for section, values in data.items():
+        if section not in _SECTION_TYPES or not isinstance(values, dict):
+            raise ConfigError(source, section, "unknown section")
+        if section == "student":
+            settings["student.family"] = values.get("family", StudentConfig.family)
+            for name, value in (values.get("options") or {}).items():
+                settings[f"student.{name}"] = value
+            continue
+        for name, value in values.items():
+            settings[f"{section}.{name}"] = value
+    return build_config(settings, source)
