@@ -1,0 +1,47 @@
+"""Shared fixtures: a small, learnable food-11 folder and an isolated SWEEP_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# Each class is a colour, plus noise: a student learns it in one epoch at 16 px.
+CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 220)]
+
+
+def write_food11(
+    root: Path, per_class: tuple[int, int] = (16, 8), n_eval: int = 6, size: int = 16
+) -> Path:
+    """Write a food-11 layout tree (``<label>_<index>.jpg``) of coloured noise images."""
+    rng = np.random.default_rng(0)
+    for split, count in zip(("training", "validation"), per_class, strict=True):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for label, colour in enumerate(CLASS_COLOURS):
+            for i in range(count):
+                noise = rng.integers(-40, 40, size=(size, size, 3))
+                pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(root / split / f"{label}_{i}.jpg", quality=95)
+    (root / "evaluation").mkdir(parents=True, exist_ok=True)
+    for i in range(n_eval):
+        colour = CLASS_COLOURS[i % len(CLASS_COLOURS)]
+        pixels = np.full((size, size, 3), colour, dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "evaluation" / f"{i:04d}.jpg", quality=95)
+    return root
+
+
+@pytest.fixture(scope="session")
+def food11_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-class food-11 folder with 48 training and 24 validation images of 16 px."""
+    return write_food11(tmp_path_factory.mktemp("food11"))
+
+
+@pytest.fixture
+def sweep_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty SWEEP_HOME and no inherited MLflow URI, so tests touch nothing shared."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SWEEP_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home
