@@ -1,0 +1,31 @@
+"""Where sweep keeps things on one machine: ``./sweep-runs`` unless ``SWEEP_HOME`` says else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def sweep_home() -> Path:
+    """The folder holding the study journal, the MLflow store, caches and teachers."""
+    return Path(os.environ.get("SWEEP_HOME", "sweep-runs")).expanduser().resolve()
+
+
+def default_storage(home: Path) -> str:
+    """The default Optuna storage: a journal file, safe for many processes on one host."""
+    return str(home / "optuna.journal")
+
+
+def tracking_uri(home: Path) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else an SQLite store under the home folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+
+
+def artifact_root(home: Path) -> Path:
+    """Where experiments created on the embedded store keep their artifacts."""
+    return home / "mlartifacts"
+
+
+def teachers_dir(home: Path) -> Path:
+    """Teachers trained by sweep, one file per (dataset, teacher settings) fingerprint."""
+    return home / "teachers"
