@@ -124,7 +124,8 @@ class BudgetReport:
         return self.params - self.max_params
 
 
-def _proposal_params(student: StudentConfig, num_classes: int) -> int:
+def proposal_params(student: StudentConfig, num_classes: int) -> int:
+    """Dense parameter count of an untrained student, without allocating its weights."""
     # On the meta device no memory is allocated or initialised, so even a model of millions of
     # parameters is counted in milliseconds and the global RNG is not touched.
     with torch.device("meta"):
@@ -154,7 +155,7 @@ def check_student(
     Raises:
         ConfigError: the family or an option is invalid.
     """
-    params = _proposal_params(student, num_classes)
+    params = proposal_params(student, num_classes)
     report = BudgetReport(params, budget.max_params, budget.count)
     if not report.feasible:
         return report
@@ -181,7 +182,7 @@ def smallest_student(
         raise ValueError(f"unknown parameter count {count!r}; known: {', '.join(_COUNTS)}")
     best: tuple[StudentConfig, int] | None = None
     for student in candidates:
-        params = _proposal_params(student, num_classes)
+        params = proposal_params(student, num_classes)
         if best is None or params < best[1]:
             best = (student, params)
     if best is None:

@@ -109,6 +109,20 @@ class SearchSpace:
                 values[spec.name] = chosen[spec.name] = value
         return chosen
 
+    def resolve(self, proposal: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The values a trial would take from a joint proposal (inactive ones dropped).
+
+        Returns None when a parameter that applies is missing from the proposal.
+        """
+        values: dict[str, Any] = dict(self.settings)
+        chosen: dict[str, Any] = {}
+        for spec in self.params:
+            if spec.applies(values):
+                if spec.name not in proposal:
+                    return None
+                values[spec.name] = chosen[spec.name] = proposal[spec.name]
+        return chosen
+
     def trial_config(self, chosen: Mapping[str, Any]) -> TrialConfig:
         """The frozen config of one trial: settings overlaid with the chosen values."""
         return build_config({**self.settings, **chosen}, self.source)

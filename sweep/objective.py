@@ -1,0 +1,171 @@
+"""The only place a trial meets training: sample -> budget check -> train -> report.
+
+An over-budget proposal is recorded and stopped within a second, never trained: the trial
+gets the constraint ``params_over_budget`` (> 0) and ends PRUNED with ``state=infeasible``,
+so TPE ranks it among infeasible trials by how far over it was and learns to avoid it,
+while the median/hyperband pruners never see it (it has no intermediate values).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+import torch
+
+from sweep.budget import check_student, count_params, model_summary
+from sweep.config import TrialConfig, flatten, to_dict
+from sweep.data import DataBundle, build_data
+from sweep.space import SearchSpace
+from sweep.students import create_student
+from sweep.teacher import save_state_dict
+from sweep.tracking import Tracker
+from sweep.train import resolve_device, train
+
+CONSTRAINT = "params_over_budget"
+
+
+class TrialProgress(Protocol):
+    """What the objective tells a progress display."""
+
+    def trial_started(self, number: int, epochs: int) -> None: ...
+
+    def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class NoProgress:
+    """A progress display that shows nothing (workers, tests)."""
+
+    def trial_started(self, number: int, epochs: int) -> None:
+        """Ignore."""
+
+    def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Ignore."""
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one process shares: data, teacher, tracker, device."""
+
+    space: SearchSpace
+    home: Path
+    tracker: Tracker
+    parent_id: str
+    num_classes: int
+    teacher: torch.nn.Module | None
+    progress: TrialProgress = field(default_factory=NoProgress)
+    _data: dict[tuple[Any, ...], DataBundle] = field(default_factory=dict)
+
+    def data(self, cfg: TrialConfig) -> DataBundle:
+        """The loaders for a trial, built once per distinct data setting."""
+        key = (cfg.dataset, cfg.train.batch_size, cfg.train.seed, cfg.train.num_workers)
+        if key not in self._data:
+            self._data.clear()  # one data set in memory at a time
+            device = resolve_device(cfg.train.device)
+            self._data[key] = build_data(
+                cfg.dataset,
+                cfg.train.batch_size,
+                home=self.home,
+                seed=cfg.train.seed,
+                num_workers=cfg.train.num_workers,
+                pin_memory=device.type == "cuda",
+            )
+        return self._data[key]
+
+
+class Objective:
+    """Callable for ``study.optimize``: one trial from proposal to logged result."""
+
+    def __init__(self, context: TrialContext) -> None:
+        self.context = context
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        ctx = self.context
+        chosen = ctx.space.suggest(trial)
+        cfg = ctx.space.trial_config(chosen)
+        report = check_student(cfg.student, ctx.num_classes, cfg.budget, cfg.dataset.image_size)
+        trial.set_user_attr("params", report.params)
+        trial.set_user_attr("family", cfg.student.family)
+        if report.macs is not None:
+            trial.set_user_attr("macs", report.macs)
+        trial.set_constraint(CONSTRAINT, float(report.excess))
+
+        run_id = ctx.tracker.start_trial(ctx.parent_id, trial.number, flatten(cfg))
+        trial.set_user_attr("mlflow_run_id", run_id)
+        ctx.tracker.log_config(run_id, {**to_dict(cfg), "num_classes": ctx.num_classes})
+        state = "failed"
+        try:
+            if not report.feasible:
+                state = "infeasible"
+                trial.set_user_attr("state", state)
+                ctx.tracker.log_metrics(run_id, {"params": report.params})
+                raise optuna.TrialPruned(
+                    f"{report.params:,} parameters is over the budget of {report.max_params:,}"
+                )
+            value, stopped = self._train(trial, cfg, run_id, report.macs or 0)
+            state = "early-stopped" if stopped else "complete"
+            if stopped:
+                raise optuna.TrialPruned("stopped early by the pruner")
+            return value
+        finally:
+            ctx.tracker.finish_trial(run_id, state)
+
+    def _train(
+        self, trial: optuna.Trial, cfg: TrialConfig, run_id: str, macs: int
+    ) -> tuple[float, bool]:
+        ctx = self.context
+        data = ctx.data(cfg)
+        model = create_student(cfg.student.family, ctx.num_classes, cfg.student.options)
+        teacher = ctx.teacher if cfg.kd.alpha > 0 else None  # alpha 0: skip its forward pass
+        ctx.progress.trial_started(trial.number, cfg.train.epochs)
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
+            ctx.tracker.log_metrics(run_id, metrics, step=epoch)
+            trial.set_user_attr(
+                "val_acc", max(metrics["val_acc"], trial.user_attrs.get("val_acc", 0.0))
+            )
+            ctx.progress.epoch_done(trial.number, epoch, metrics)
+            trial.report(metrics["val_acc"], epoch)
+            return trial.should_prune()
+
+        result = train(
+            model,
+            data,
+            cfg.train,
+            kd=cfg.kd,
+            teacher=teacher,
+            on_epoch_end=on_epoch_end,
+            device=resolve_device(cfg.train.device),
+        )
+        model = model.cpu()
+        params = count_params(model, cfg.budget.count)
+        # The budget is hard: a model that grew during training is a bug, not a result.
+        if params > cfg.budget.max_params:
+            raise RuntimeError(f"trained model has {params} parameters > {cfg.budget.max_params}")
+        trial.set_user_attr("val_acc", result.val_acc)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        ctx.tracker.log_metrics(
+            run_id,
+            {
+                "val_acc": result.val_acc,
+                "params": params,
+                "macs": macs,
+                "train_seconds": result.train_seconds,
+                "best_epoch": result.best_epoch,
+            },
+            step=len(result.history),
+        )
+        self._log_model_files(run_id, model, result.state_dict, cfg.dataset.image_size)
+        return result.val_acc, result.stopped_early
+
+    def _log_model_files(
+        self, run_id: str, model: torch.nn.Module, state_dict: dict[str, Any], image_size: int
+    ) -> None:
+        tracker = self.context.tracker
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = save_state_dict(state_dict, Path(tmp) / "student.ckpt")
+            tracker.log_artifact(run_id, checkpoint, "checkpoint")
+        tracker.log_files(run_id, {"model_summary.txt": model_summary(model, image_size)})

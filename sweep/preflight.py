@@ -1,0 +1,61 @@
+"""Checks made before any study or run exists, so bad input changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweep.budget import smallest_student
+from sweep.config import StudentConfig
+from sweep.data import dataset_num_classes, resolve_root
+from sweep.errors import ConfigError, SweepError
+from sweep.samplers import make_pruner, make_sampler
+from sweep.space import SearchSpace
+from sweep.students import validate_student_options
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the checks learned: the data's class count and the smallest model's size."""
+
+    num_classes: int
+    data_root: Path
+    smallest_params: int
+
+
+def preflight(space: SearchSpace, home: Path) -> Preflight:
+    """Validate a space against the data, the teacher file and the budget.
+
+    Raises:
+        SweepError: naming the file and key: data folder, teacher checkpoint, student
+            options, or a space in which no model fits the budget.
+    """
+    base = space.trial_config({})
+    make_sampler(space)
+    make_pruner(space)
+    try:
+        data_root = resolve_root(base.dataset, home)
+        num_classes = dataset_num_classes(base.dataset, home)
+    except SweepError as exc:
+        raise SweepError(f"{space.source}: {exc}") from None
+    checkpoint = base.teacher.checkpoint
+    if checkpoint and not Path(checkpoint).expanduser().is_file():
+        raise ConfigError(space.source, "teacher.checkpoint", f"{checkpoint}: no such file")
+
+    students: list[StudentConfig] = []
+    for chosen in space.corner_values():
+        student = space.trial_config(chosen).student
+        try:
+            validate_student_options(student.family, student.options, space.source)
+        except ConfigError as exc:
+            raise ConfigError(space.source, exc.key, exc.problem) from None
+        students.append(student)
+    _, smallest = smallest_student(students, num_classes, base.budget.count)
+    if smallest > base.budget.max_params:
+        raise ConfigError(
+            space.source,
+            "budget.max_params",
+            f"no model in this space fits {base.budget.max_params:,} parameters "
+            f"(the smallest has {smallest:,}); lower the widths' low ends",
+        )
+    return Preflight(num_classes=num_classes, data_root=data_root, smallest_params=smallest)

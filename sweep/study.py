@@ -1,0 +1,285 @@
+"""Running a study: open or resume it, run trials until enough finish, keep the front fresh.
+
+Re-running the same command continues the study: trials already finished count toward
+``--trials``, the MLflow parent is found again through the study's user attrs, and nothing
+starts over. Over-budget proposals do not count, but a study whose sampler keeps proposing
+only over-budget models stops with a message instead of looping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage
+
+from sweep.config import flatten
+from sweep.errors import SweepError
+from sweep.objective import Objective, TrialContext
+from sweep.pareto import (
+    TrialRecord,
+    best_trial,
+    infeasible_streak,
+    pareto_front,
+    record,
+)
+from sweep.paths import artifact_root, default_storage, sweep_home, tracking_uri
+from sweep.plots import front_figure
+from sweep.preflight import preflight
+from sweep.progress import SweepProgress
+from sweep.samplers import make_pruner, make_sampler
+from sweep.space import SearchSpace
+from sweep.storage import open_storage, study_names
+from sweep.teacher_store import ensure_teacher
+from sweep.tracking import FRONT_ATTR, Tracker
+
+MAX_FAILED_STREAK = 5
+SPACE_ATTR = "space"
+REGISTERED_ATTR = "registered_trial"
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a finished ``sweep run`` reports."""
+
+    study_name: str
+    finished: int
+    best: TrialRecord | None
+    front: list[TrialRecord]
+    parent_run_id: str
+
+
+def load_records(study: optuna.Study) -> list[TrialRecord]:
+    """Every trial of a study as a TrialRecord, read from the storage."""
+    return [record(t) for t in study.get_trials(deepcopy=False)]
+
+
+def open_study(
+    study_name: str,
+    storage: BaseStorage,
+    space: SearchSpace | None = None,
+    num_classes: int | None = None,
+) -> optuna.Study:
+    """Create or load a study; without a space the study must exist already.
+
+    With ``num_classes`` the sampler screens its proposals against the budget.
+    """
+    if space is None:
+        if study_name not in study_names(storage):
+            known = ", ".join(study_names(storage)) or "none"
+            raise SweepError(f"--study: no study named {study_name!r} (studies: {known})")
+        return optuna.load_study(study_name=study_name, storage=storage)
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction=space.direction,
+        sampler=make_sampler(space, num_classes),
+        pruner=make_pruner(space),
+        load_if_exists=True,
+    )
+
+
+def front_table(front: list[TrialRecord]) -> pd.DataFrame:
+    """The front as a table (``pareto.csv``): one row per trial, fewest parameters first."""
+    rows = [
+        {
+            "trial": r.number,
+            "val_acc": r.val_acc,
+            "params": r.params,
+            "macs": r.macs,
+            "family": r.family,
+            "run_id": r.run_id,
+        }
+        for r in front
+    ]
+    columns = ["trial", "val_acc", "params", "macs", "family", "run_id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def refresh_front(
+    study: optuna.Study, tracker: Tracker, parent_id: str, max_params: int
+) -> list[TrialRecord]:
+    """Recompute the front from the storage and publish it to the MLflow parent run."""
+    import matplotlib.pyplot as plt
+
+    records = load_records(study)
+    front = pareto_front(records, max_params)
+    previous = study.user_attrs.get(FRONT_ATTR, [])
+    figure = front_figure(records, front, max_params, study.study_name)
+    try:
+        now = tracker.update_front(
+            parent_id,
+            front,
+            previous,
+            {r.number: r for r in records},
+            front_table(front).to_csv(index=False),
+            figure,
+        )
+    finally:
+        plt.close(figure)
+    study.set_user_attr(FRONT_ATTR, now)
+    return front
+
+
+def run_sweep(
+    space: SearchSpace,
+    trials: int,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    show_progress: bool = True,
+) -> SweepSummary:
+    """Run (or continue) a study until it holds ``trials`` finished trials.
+
+    Args:
+        space: the validated search space.
+        trials: finished trials (complete or early-stopped) the study should hold.
+        storage_url: Optuna storage; default the journal file under the home folder.
+        home: the sweep home folder; default ``$SWEEP_HOME`` or ``./sweep-runs``.
+        show_progress: draw the live display (it is off anyway when not on a terminal).
+
+    Returns:
+        The summary: finished count, best feasible trial, the front, the parent run.
+    """
+    home = home or sweep_home()
+    checked = preflight(space, home)  # before anything is created: bad input changes nothing
+    home.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(storage_url or default_storage(home))
+    tracker = Tracker(tracking_uri(home), space.study_name, artifact_root(home).as_uri())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(space.study_name, storage, space, checked.num_classes)
+    study.set_user_attr(SPACE_ATTR, space.document)
+    parent_id = tracker.ensure_parent(study, _description(space, trials))
+    tracker.set_status(parent_id, "RUNNING")
+    status = "FAILED"
+    try:
+        _run_trials(
+            study, space, trials, home, tracker, parent_id, checked.num_classes, show_progress
+        )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.set_status(parent_id, status)
+    max_params = space.trial_config({}).budget.max_params
+    records = load_records(study)
+    front = refresh_front(study, tracker, parent_id, max_params)
+    best = best_trial(records, max_params, space.direction)
+    if best is not None and study.user_attrs.get(REGISTERED_ATTR) != best.number:
+        _register(best, study, tracker)
+    return SweepSummary(space.study_name, sum(r.finished for r in records), best, front, parent_id)
+
+
+def _run_trials(
+    study: optuna.Study,
+    space: SearchSpace,
+    trials: int,
+    home: Path,
+    tracker: Tracker,
+    parent_id: str,
+    num_classes: int,
+    show_progress: bool,
+) -> None:
+    """Run trials one at a time until the study holds ``trials`` finished ones."""
+    base = space.trial_config({})
+    max_params = base.budget.max_params
+    records = load_records(study)
+    best = best_trial(records, max_params, space.direction)
+    done = sum(r.finished for r in records)
+    display = SweepProgress(
+        space.study_name, trials, done, best.val_acc if best else None, enabled=show_progress
+    )
+
+    def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        refresh_front(study, tracker, parent_id, max_params)
+        records = load_records(study)
+        best = best_trial(records, max_params, space.direction)
+        finished = record(trial)
+        display.trial_finished(
+            trial.number,
+            finished.state,
+            _trial_line(finished, trial),
+            sum(r.finished for r in records),
+            best.val_acc if best else None,
+        )
+
+    with display:
+        teacher = None
+        if base.kd.alpha > 0 or any(p.name == "kd.alpha" for p in space.params):
+
+            def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+                display.console.print(
+                    f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}",
+                    highlight=False,
+                )
+
+            teacher, _ = ensure_teacher(base, num_classes, home, on_epoch)
+        context = TrialContext(
+            space=space,
+            home=home,
+            tracker=tracker,
+            parent_id=parent_id,
+            num_classes=num_classes,
+            teacher=teacher,
+            progress=display,
+        )
+        objective = Objective(context)
+        while True:
+            records = load_records(study)
+            if sum(r.finished for r in records) >= trials:
+                return
+            _check_streaks(records, space)
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[on_trial_end])
+
+
+def _register(best: TrialRecord, study: optuna.Study, tracker: Tracker) -> None:
+    """Register the best feasible model in the MLflow model registry (alias ``best``)."""
+    from sweep.export import load_trial_model
+
+    model, _ = load_trial_model(tracker, best)
+    tracker.register_model(best.run_id, model, study.study_name)
+    study.set_user_attr(REGISTERED_ATTR, best.number)
+
+
+def _check_streaks(records: list[TrialRecord], space: SearchSpace) -> None:
+    streak = infeasible_streak(records)
+    if streak >= space.max_infeasible_streak:
+        raise SweepError(
+            f"{space.source}: params: the last {streak} proposals were all over the "
+            f"parameter budget; narrow the search (lower the widths' high ends) "
+            f"or raise max_infeasible_streak"
+        )
+    failed = 0
+    for r in sorted(records, key=lambda r: r.number, reverse=True):
+        if r.state != "failed":
+            break
+        failed += 1
+    if failed >= MAX_FAILED_STREAK:
+        raise SweepError(
+            f"{space.source}: the last {failed} trials failed; see the warnings above "
+            f"and the FAILED runs in MLflow"
+        )
+
+
+def _trial_line(r: TrialRecord, trial: optuna.trial.FrozenTrial) -> str:
+    params = f"{r.params:,} params" if r.params is not None else ""
+    if r.state == "failed":
+        return f"{params} failed: {trial.system_attrs.get('fail_reason', 'see the log')}"
+    acc = f"val_acc {r.val_acc:.4f} " if r.val_acc is not None else ""
+    return f"{acc}{params}"
+
+
+def _description(space: SearchSpace, trials: int) -> dict[str, object]:
+    """The parent run's params: how the study searches and what it holds fixed."""
+    base = flatten(space.trial_config({}))
+    return {
+        "space": space.source,
+        "objective": space.objective,
+        "sampler": space.sampler["name"],
+        "early_stopping": space.early_stopping["name"],
+        "trials": trials,
+        "searched": ", ".join(p.name for p in space.params),
+        **{f"fixed.{k}": v for k, v in base.items() if k.startswith(("budget.", "dataset."))},
+    }
