@@ -1,0 +1,216 @@
+"""The ``sweep`` command: argument parsing and error formatting only.
+
+Each command validates its arguments and calls one library function. Heavy imports
+(torch, mlflow, optuna) happen inside the command bodies so ``sweep --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _storage(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage: a journal file path (default $SWEEP_HOME/optuna.journal) "
+        "or a database URL such as postgresql://user:pw@host/db",
+    )
+
+
+def _space(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", required=True, metavar="FILE", help="search-space YAML")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a YAML setting, e.g. --set fixed.epochs=1 (repeatable)",
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help="shorthand for --set dataset.root=DIR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="sweep",
+        description="Search small image classifiers under a hard parameter budget "
+        "(Optuna + knowledge distillation + MLflow).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run or continue a study")
+    _space(run)
+    run.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="finished trials the study should hold (resumes toward it)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no live progress display")
+    _storage(run)
+
+    status = commands.add_parser("status", help="trials by state, best trial, Pareto front")
+    status.add_argument("--study", required=True)
+    _storage(status)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on the sweep's store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+
+    export = commands.add_parser("export", help="write the best feasible student")
+    export.add_argument("--study", required=True)
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--data-dir", metavar="DIR", help="data folder for the reload check")
+    _storage(export)
+
+    predict = commands.add_parser("predict", help="write Id,Category predictions")
+    predict.add_argument("--study", required=True)
+    predict.add_argument(
+        "--data-dir", required=True, metavar="DIR", help="folder holding evaluation/"
+    )
+    predict.add_argument("--out", type=Path, default=Path("predict.csv"))
+    _storage(predict)
+
+    teacher = commands.add_parser("teacher", help="teacher commands")
+    teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
+    teacher_train = teacher_commands.add_parser(
+        "train", help="train the space's ResNet18 teacher from scratch"
+    )
+    _space(teacher_train)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sweep.errors import SweepError
+    from sweep.space import load_space
+    from sweep.study import run_sweep
+
+    if args.trials < 1:
+        raise SweepError("--trials: must be at least 1")
+    space = load_space(args.space, args.overrides, args.data_dir)
+    summary = run_sweep(space, args.trials, args.storage, show_progress=not args.no_progress)
+    print(f"study {summary.study_name}: {summary.finished} finished trials")
+    if summary.best is not None:
+        b = summary.best
+        print(
+            f"best feasible: trial {b.number} val_acc {b.val_acc:.4f} "
+            f"with {b.params:,} parameters ({b.family})"
+        )
+    print("Pareto front: " + ", ".join(f"{r.params:,}->{r.val_acc:.4f}" for r in summary.front))
+    print(f"MLflow parent run {summary.parent_run_id}: see `sweep ui`")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sweep.status import print_status
+
+    print_status(args.study, args.storage)
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from sweep.paths import sweep_home, tracking_uri
+
+    uri = tracking_uri(sweep_home())
+    if uri.startswith(("http://", "https://")):
+        print(f"MLflow is served at {uri}")
+        return 0
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    command = [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"MLflow UI at http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sweep.export import export_best
+
+    result = export_best(args.study, args.out, args.storage, data_dir=args.data_dir)
+    print(
+        f"exported trial {result.trial} ({result.params:,} parameters) to {result.out}; "
+        f"reload check: logged val_acc {result.logged_val_acc:.4f}, "
+        f"reloaded {result.reloaded_val_acc:.4f}"
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from sweep.export import predict
+
+    rows = predict(args.study, args.data_dir, args.out, args.storage)
+    print(f"wrote {rows} predictions to {args.out}")
+    return 0
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from sweep.paths import sweep_home
+    from sweep.preflight import preflight
+    from sweep.space import load_space
+    from sweep.teacher_store import ensure_teacher, teacher_path
+
+    space = load_space(args.space, args.overrides, args.data_dir)
+    home = sweep_home()
+    checked = preflight(space, home)
+    base = space.trial_config({})
+    path = teacher_path(base, checked.num_classes, home)
+    if path.exists():
+        print(f"teacher already trained: {path}")
+        return 0
+
+    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        print(f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}", flush=True)
+
+    _, path = ensure_teacher(base, checked.num_classes, home, on_epoch)
+    print(f"teacher saved to {path}")
+    return 0
+
+
+COMMANDS = {
+    "run": _run,
+    "status": _status,
+    "ui": _ui,
+    "export": _export,
+    "predict": _predict,
+    "teacher": _teacher,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sweep`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # MLflow probes for git otherwise.
+    # One progress display is ours; MLflow's per-download bars would interleave with it.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from sweep.errors import SweepError
+
+    try:
+        return COMMANDS[args.command](args)
+    except SweepError as exc:
+        print(f"sweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sweep: interrupted; re-run the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Export the best feasible student, prove it reloads, and write predictions.
+
+The checkpoint and the trial's ``config.yaml`` come from the trial's MLflow run; the model
+is rebuilt from the config, loaded with ``weights_only=True``, counted against the budget
+and re-evaluated on the validation split. A reloaded accuracy that differs from the logged
+one by more than one image fails loudly: a checkpoint that does not reproduce its number
+must not be handed in.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from sweep.budget import count_macs, count_params, model_summary
+from sweep.config import TrialConfig, from_dict, to_dict
+from sweep.data import IMAGENET_MEAN, IMAGENET_STD, build_data, class_names, evaluation_loader
+from sweep.errors import CheckpointError, SweepError
+from sweep.pareto import TrialRecord, best_trial
+from sweep.paths import default_storage, sweep_home, tracking_uri
+from sweep.space import parse_space
+from sweep.storage import open_storage
+from sweep.students import create_student
+from sweep.tracking import Tracker
+from sweep.train import evaluate, resolve_device
+
+CHECKPOINT = "student_best.ckpt"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``sweep export`` wrote and measured."""
+
+    out: Path
+    trial: int
+    params: int
+    logged_val_acc: float
+    reloaded_val_acc: float
+
+
+def load_trial_model(tracker: Tracker, trial: TrialRecord) -> tuple[torch.nn.Module, TrialConfig]:
+    """Rebuild a trial's student from its MLflow run (config + checkpoint)."""
+    if trial.run_id is None:
+        raise SweepError(f"trial {trial.number}: has no MLflow run")
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = tracker.client.download_artifacts(trial.run_id, "config.yaml", tmp)
+        ckpt_path = tracker.client.download_artifacts(trial.run_id, "checkpoint/student.ckpt", tmp)
+        logged = yaml.safe_load(Path(config_path).read_text())
+        num_classes = int(logged.pop("num_classes"))
+        cfg = from_dict(logged, f"run {trial.run_id}: config.yaml")
+        state_dict = _load_state_dict(Path(ckpt_path))
+    model = create_student(cfg.student.family, num_classes, cfg.student.options)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt_path}: does not match the trial's config ({exc})") from None
+    return model.eval(), cfg
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix.
+        raise CheckpointError(f"{path}: cannot load ({exc})") from None
+
+
+def find_best(study_name: str, storage_url: str | None, home: Path) -> tuple[TrialRecord, Any]:
+    """The study's best feasible trial and its tracker."""
+    import optuna
+
+    from sweep.study import SPACE_ATTR, load_records, open_study
+
+    storage = open_storage(storage_url or default_storage(home))
+    study = open_study(study_name, storage)
+    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
+    max_params = space.trial_config({}).budget.max_params
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best = best_trial(load_records(study), max_params, space.direction)
+    if best is None:
+        raise SweepError(f"--study: {study_name}: no complete trial within the budget yet")
+    return best, Tracker(tracking_uri(home), study_name)
+
+
+def export_best(
+    study_name: str,
+    out: Path,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    data_dir: str | None = None,
+) -> ExportResult:
+    """Write the best student to ``out`` and check that it reproduces its accuracy.
+
+    Writes ``student_best.ckpt`` (state_dict), ``student_config.yaml`` (what rebuilds it),
+    ``model_summary.txt`` (torchinfo at the task's input size) and ``export.json``.
+
+    Raises:
+        SweepError: no such study, no feasible trial, or the reload check failed.
+    """
+    home = home or sweep_home()
+    best, tracker = find_best(study_name, storage_url, home)
+    model, cfg = load_trial_model(tracker, best)
+    if data_dir is not None:
+        cfg = replace(cfg, dataset=replace(cfg.dataset, root=data_dir))
+    params = count_params(model, cfg.budget.count)
+    if params > cfg.budget.max_params:
+        raise SweepError(f"trial {best.number}: {params:,} parameters is over the budget")
+    data = build_data(cfg.dataset, cfg.train.batch_size, home=home)
+    reloaded, _ = evaluate(model, data.val, torch.device("cpu"))
+    logged = float(best.val_acc or 0.0)
+    tolerance = 1.0 / len(data.val.dataset) + 1e-9  # at most one image's difference
+    if abs(reloaded - logged) > tolerance:
+        raise SweepError(
+            f"trial {best.number}: reload check failed: logged val_acc {logged:.4f}, "
+            f"reloaded {reloaded:.4f}; the checkpoint does not reproduce its result"
+        )
+    image_size = cfg.dataset.image_size
+    files: dict[str, str | bytes] = {
+        "student_config.yaml": yaml.safe_dump(
+            {
+                "family": cfg.student.family,
+                "options": cfg.student.options,
+                "num_classes": data.num_classes,
+                "class_names": data.class_names,
+                "image_size": image_size,
+                "resize": cfg.dataset.resize,
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
+                "trial_config": to_dict(cfg),
+            },
+            sort_keys=False,
+        ),
+        "model_summary.txt": model_summary(model, image_size),
+        "export.json": json.dumps(
+            {
+                "study": study_name,
+                "trial": best.number,
+                "run_id": best.run_id,
+                "params": params,
+                "macs": count_macs(model, image_size),
+                "logged_val_acc": logged,
+                "reloaded_val_acc": reloaded,
+            },
+            indent=2,
+        ),
+    }
+    _write_atomically(out, files, model.state_dict())
+    return ExportResult(out, best.number, params, logged, reloaded)
+
+
+def _write_atomically(
+    out: Path, files: dict[str, str | bytes], state_dict: dict[str, torch.Tensor]
+) -> None:
+    """Write every file to a temporary sibling folder, then move each into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out: {out}: exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        torch.save(state_dict, tmp / CHECKPOINT)
+        for name, content in files.items():
+            mode = "wb" if isinstance(content, bytes) else "w"
+            with open(tmp / name, mode) as handle:
+                handle.write(content)
+        out.mkdir(exist_ok=True)
+        for path in tmp.iterdir():
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def predict(
+    study_name: str,
+    data_dir: str,
+    out: Path,
+    storage_url: str | None = None,
+    home: Path | None = None,
+) -> int:
+    """Write the course's submission CSV (``Id,Category``) for ``DIR/evaluation``.
+
+    Returns:
+        The number of rows written.
+    """
+    home = home or sweep_home()
+    best, tracker = find_best(study_name, storage_url, home)
+    model, cfg = load_trial_model(tracker, best)
+    dataset = replace(cfg.dataset, root=data_dir)
+    names = class_names(Path(data_dir).expanduser())
+    device = resolve_device(cfg.train.device)
+    model = model.to(device)
+    rows: list[tuple[str, str]] = []
+    with torch.no_grad():
+        for images, ids in evaluation_loader(dataset, cfg.train.batch_size, home=home):
+            predicted = model(images.to(device)).argmax(dim=1).tolist()
+            rows += [(_submission_id(i), names[p]) for i, p in zip(ids, predicted, strict=True)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Id", "Category"])
+        writer.writerows(rows)
+    os.replace(tmp, out)
+    return len(rows)
+
+
+def _submission_id(stem: str) -> str:
+    """The course's Id: the file number zero-padded to 4 digits."""
+    return f"{int(stem):04d}" if stem.isdigit() else stem

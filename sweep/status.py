@@ -1,0 +1,68 @@
+"""``sweep status``: trials by state, the best feasible trial and the front, as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sweep.pareto import STATES, TrialRecord, best_trial, count_states, pareto_front
+from sweep.paths import default_storage, sweep_home
+from sweep.space import parse_space
+from sweep.storage import open_storage
+
+
+def _trial_table(title: str, records: list[TrialRecord]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("trial", "val_acc", "params", "MACs", "family", "MLflow run"):
+        table.add_column(
+            column, justify="right" if column in ("trial", "params", "MACs") else "left"
+        )
+    for r in records:
+        table.add_row(
+            str(r.number),
+            f"{r.val_acc:.4f}" if r.val_acc is not None else "-",
+            f"{r.params:,}" if r.params is not None else "-",
+            f"{r.macs:,}" if r.macs is not None else "-",
+            r.family or "-",
+            r.run_id or "-",
+        )
+    return table
+
+
+def print_status(
+    study_name: str,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, int]:
+    """Print the study's state counts, best feasible trial and Pareto front.
+
+    Returns:
+        The count of trials in each state.
+    """
+    from sweep.study import SPACE_ATTR, load_records, open_study
+
+    home = home or sweep_home()
+    console = console or Console()
+    study = open_study(study_name, open_storage(storage_url or default_storage(home)))
+    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
+    max_params = space.trial_config({}).budget.max_params
+    records = load_records(study)
+    counts = count_states(records)
+
+    states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")
+    for state in STATES:
+        states.add_column(state, justify="right")
+    states.add_row(*(str(counts[s]) for s in STATES))
+    console.print(states)
+
+    best = best_trial(records, max_params, space.direction)
+    if best is None:
+        console.print(f"no complete trial within {max_params:,} parameters yet")
+    else:
+        console.print(_trial_table(f"best feasible trial (budget {max_params:,})", [best]))
+    front = pareto_front(records, max_params)
+    console.print(_trial_table("Pareto front (accuracy vs parameters)", front))
+    return counts

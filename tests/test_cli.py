@@ -1,0 +1,223 @@
+"""End to end: the real ``sweep`` CLI on generated images, read back through MLflow and Optuna.
+
+One sweep (3 trials x 1 epoch, a teacher trained for 1 epoch) runs once for the module; the
+tests then read what a user would open: MLflow runs, metrics, artifacts and the registry,
+the Optuna study, ``sweep status``, ``sweep export`` and ``sweep predict``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from sweep.budget import count_params
+from sweep.students import create_student
+
+SPACE = {
+    "study": "e2e",
+    "dataset": {
+        "name": "food11",
+        "image_size": 16,
+        "resize": 16,
+        "train_crop": "center",
+        "hflip": False,
+    },
+    "teacher": {"epochs": 1, "batch_size": 16},
+    "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 2},
+    "early_stopping": "none",
+    "fixed": {"epochs": 1, "batch_size": 16, "lr": 0.01, "student.stem": 8},
+    "params": {
+        "student.family": {"type": "categorical", "choices": ["dsconv"]},
+        "student.widths.0": {"type": "int", "low": 8, "high": 16, "step": 8},
+        "kd.alpha": {"type": "float", "low": 0.3, "high": 0.7},
+    },
+}
+
+
+def sweep_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``sweep`` entry point as a user would, in a fresh process."""
+    env = {**os.environ, "SWEEP_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> dict:
+    """Run ``sweep run`` once: 3 trials x 1 epoch on the generated food-11 folder."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    space = tmp / "e2e.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    home = tmp / "home"
+    run = sweep_cli(
+        home, "run", "--space", str(space), "--trials", "3", "--data-dir", str(food11_dir)
+    )
+    assert run.returncode == 0, run.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("e2e")
+    return {
+        "home": home,
+        "space": space,
+        "run": run,
+        "client": client,
+        "experiment": experiment,
+        "data": food11_dir,
+        "tmp": tmp,
+    }
+
+
+def _runs(client: MlflowClient, experiment_id: str, where: str) -> list:
+    return client.search_runs([experiment_id], filter_string=where, max_results=1000)
+
+
+def test_mlflow_holds_one_parent_and_a_child_per_trial(swept: dict) -> None:
+    client, experiment = swept["client"], swept["experiment"]
+    parents = _runs(client, experiment.experiment_id, "tags.`sweep.role` = 'study'")
+    assert len(parents) == 1
+    parent = parents[0]
+    children = _runs(
+        client, experiment.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert len(children) == 3
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["state"] == "complete"
+        assert child.data.params["student.family"] == "dsconv"
+        assert "kd.alpha" in child.data.params and "train.epochs" in child.data.params
+        for metric in ("val_acc", "params", "macs", "train_seconds"):
+            assert metric in child.data.metrics, metric
+        assert 0.0 <= child.data.metrics["val_acc"] <= 1.0
+        assert child.data.metrics["params"] <= 60_000
+        history = client.get_metric_history(child.info.run_id, "train_loss")
+        assert [m.step for m in history] == [0]
+        for metric in ("kd_loss", "temperature", "lr"):
+            assert client.get_metric_history(child.info.run_id, metric), metric
+        names = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"config.yaml", "model_summary.txt", "checkpoint"} <= names
+        numbers = child.data.tags["optuna.trial"]
+        assert child.info.run_name == f"trial-{int(numbers):04d}"
+
+
+def test_parent_holds_the_front_and_children_carry_pareto_tags(swept: dict) -> None:
+    client, experiment = swept["client"], swept["experiment"]
+    parent = _runs(client, experiment.experiment_id, "tags.`sweep.role` = 'study'")[0]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"pareto.csv", "pareto.png"} <= artifacts
+    local = client.download_artifacts(parent.info.run_id, "pareto.csv", str(swept["tmp"]))
+    with open(local) as handle:
+        front = list(csv.DictReader(handle))
+    assert front, "a study with complete trials has a front"
+    params = [int(row["params"]) for row in front]
+    accs = [float(row["val_acc"]) for row in front]
+    assert params == sorted(params) and accs == sorted(accs)  # more params must buy accuracy
+    tagged = _runs(client, experiment.experiment_id, "tags.pareto = 'true'")
+    assert sorted(r.data.tags["optuna.trial"] for r in tagged) == sorted(
+        row["trial"] for row in front
+    )
+
+
+def test_optuna_study_matches_mlflow(swept: dict) -> None:
+    storage = JournalStorage(JournalFileBackend(str(swept["home"] / "optuna.journal")))
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    complete = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    assert len(complete) == 3
+    parent_id = study.user_attrs["mlflow_parent_run_id"]
+    for trial in complete:
+        run = swept["client"].get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        assert run.data.metrics["val_acc"] == pytest.approx(trial.value)
+        assert trial.constraints["params_over_budget"] <= 0
+
+
+def test_best_model_is_registered(swept: dict) -> None:
+    version = swept["client"].get_model_version_by_alias("e2e", "best")
+    storage = JournalStorage(JournalFileBackend(str(swept["home"] / "optuna.journal")))
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    assert version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+
+
+def test_status_prints_states_best_and_front(swept: dict) -> None:
+    status = sweep_cli(swept["home"], "status", "--study", "e2e")
+    assert status.returncode == 0, status.stderr
+    out = status.stdout
+    assert "complete" in out and "infeasible" in out and "early-stopped" in out
+    assert "best feasible trial" in out and "Pareto front" in out
+
+
+def test_export_writes_a_reloadable_student(swept: dict) -> None:
+    out = swept["tmp"] / "best"
+    export = sweep_cli(swept["home"], "export", "--study", "e2e", "--out", str(out))
+    assert export.returncode == 0, export.stderr
+    assert {"student_best.ckpt", "student_config.yaml", "model_summary.txt", "export.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    config = yaml.safe_load((out / "student_config.yaml").read_text())
+    model = create_student(config["family"], config["num_classes"], config["options"])
+    model.load_state_dict(torch.load(out / "student_best.ckpt", weights_only=True))
+    report = json.loads((out / "export.json").read_text())
+    assert count_params(model) == report["params"] <= 60_000
+    assert abs(report["reloaded_val_acc"] - report["logged_val_acc"]) <= 1 / 24 + 1e-9
+    assert "Total params" in (out / "model_summary.txt").read_text()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".best-")]
+
+
+def test_predict_writes_the_submission_format(swept: dict) -> None:
+    out = swept["tmp"] / "predict.csv"
+    predict = sweep_cli(
+        swept["home"],
+        "predict",
+        "--study",
+        "e2e",
+        "--data-dir",
+        str(swept["data"]),
+        "--out",
+        str(out),
+    )
+    assert predict.returncode == 0, predict.stderr
+    with open(out) as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["Id", "Category"]
+    assert [r[0] for r in rows[1:]] == [f"{i:04d}" for i in range(6)]
+    assert all(r[1] in {"0", "1", "2"} for r in rows[1:])
+
+
+def test_rerun_resumes_without_a_second_parent(swept: dict) -> None:
+    again = sweep_cli(
+        swept["home"],
+        "run",
+        "--space",
+        str(swept["space"]),
+        "--trials",
+        "4",
+        "--data-dir",
+        str(swept["data"]),
+        "--no-progress",
+    )
+    assert again.returncode == 0, again.stderr
+    assert "4 finished trials" in again.stdout
+    assert "teacher epoch" not in again.stderr  # the trained teacher is reused
+    client, experiment = swept["client"], swept["experiment"]
+    parents = _runs(client, experiment.experiment_id, "tags.`sweep.role` = 'study'")
+    assert len(parents) == 1
+    children = _runs(
+        client, experiment.experiment_id, f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'"
+    )
+    assert len(children) == 4
+    assert not _runs(client, experiment.experiment_id, "attributes.status = 'RUNNING'")
