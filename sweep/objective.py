@@ -9,7 +9,7 @@ while the median/hyperband pruners never see it (it has no intermediate values).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from sweep.budget import check_student, count_params, model_summary
 from sweep.config import TrialConfig, flatten, to_dict
 from sweep.data import DataBundle, build_data
 from sweep.space import SearchSpace
-from sweep.students import create_student
+from sweep.students import create_student, validate_student_options
 from sweep.teacher import save_state_dict
 from sweep.tracking import Tracker
 from sweep.train import resolve_device, train
@@ -86,6 +86,10 @@ class Objective:
         ctx = self.context
         chosen = ctx.space.suggest(trial)
         cfg = ctx.space.trial_config(chosen)
+        # Freeze the student's options whole (defaults filled, ``widths.1`` applied), so the
+        # logged params and config.yaml say exactly what was built.
+        options = validate_student_options(cfg.student.family, cfg.student.options)
+        cfg = replace(cfg, student=replace(cfg.student, options=options))
         report = check_student(cfg.student, ctx.num_classes, cfg.budget, cfg.dataset.image_size)
         trial.set_user_attr("params", report.params)
         trial.set_user_attr("family", cfg.student.family)

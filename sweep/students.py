@@ -184,7 +184,7 @@ def _resolve(family: str, options: Mapping[str, Any], source: str) -> dict[str, 
 
 def validate_student_options(
     family: str, options: Mapping[str, Any], source: str = "student"
-) -> None:
+) -> dict[str, Any]:
     """Check a family name and its options without building anything.
 
     Args:
@@ -193,12 +193,15 @@ def validate_student_options(
             tuples, and ``widths.1`` sets one element of the family's ``widths``.
         source: the file or flag the options came from, for the error message.
 
+    Returns:
+        Every option of the family, defaults filled in and list elements applied.
+
     Raises:
         ConfigError: unknown family (key ``student.family``), or an unknown option, a value of
             the wrong type or out of range, or a missing required option (key ``student.<name>``,
             or ``student.<name>.<i>`` for a list element set on its own).
     """
-    _resolve(family, options, source)
+    return _resolve(family, options, source)
 
 
 def create_student(
