@@ -26,6 +26,14 @@ def artifact_root(home: Path) -> Path:
     return home / "mlartifacts"
 
 
+def artifact_location(home: Path) -> str | None:
+    """Artifact location for a new experiment: under the home folder for a local store;
+    None for a tracking server, which keeps artifacts where it is configured to (S3...)."""
+    if tracking_uri(home).startswith(("http://", "https://")):
+        return None
+    return artifact_root(home).as_uri()
+
+
 def teachers_dir(home: Path) -> Path:
     """Teachers trained by sweep, one file per (dataset, teacher settings) fingerprint."""
     return home / "teachers"

@@ -60,7 +60,7 @@ def front_figure(
     ax.set_xlabel("parameters")
     ax.set_ylabel("validation accuracy")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)  # over-budget markers sit lower right
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

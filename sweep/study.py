@@ -25,7 +25,7 @@ from sweep.pareto import (
     pareto_front,
     record,
 )
-from sweep.paths import artifact_root, default_storage, sweep_home, tracking_uri
+from sweep.paths import artifact_location, default_storage, sweep_home, tracking_uri
 from sweep.plots import front_figure
 from sweep.preflight import preflight
 from sweep.progress import SweepProgress
@@ -146,7 +146,7 @@ def run_sweep(
     checked = preflight(space, home)  # before anything is created: bad input changes nothing
     home.mkdir(parents=True, exist_ok=True)
     storage = open_storage(storage_url or default_storage(home))
-    tracker = Tracker(tracking_uri(home), space.study_name, artifact_root(home).as_uri())
+    tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(space.study_name, storage, space, checked.num_classes)
     study.set_user_attr(SPACE_ATTR, space.document)

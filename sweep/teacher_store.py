@@ -18,7 +18,7 @@ from filelock import FileLock
 
 from sweep.config import TrialConfig, flatten
 from sweep.data import build_data, resolve_root
-from sweep.paths import artifact_root, teachers_dir, tracking_uri
+from sweep.paths import artifact_location, teachers_dir, tracking_uri
 from sweep.teacher import load_teacher, save_state_dict, teacher_train_config, train_teacher
 from sweep.tracking import Tracker
 
@@ -87,7 +87,7 @@ def train_and_save_teacher(
         seed=train_cfg.seed,
         num_workers=train_cfg.num_workers,
     )
-    tracker = Tracker(tracking_uri(home), TEACHER_EXPERIMENT, artifact_root(home).as_uri())
+    tracker = Tracker(tracking_uri(home), TEACHER_EXPERIMENT, artifact_location(home))
     params = {k: v for k, v in flatten(cfg).items() if k.startswith(("teacher.", "dataset."))}
     run_id = tracker.start_run(
         f"resnet18-{path.stem.split('-')[-1]}",
