@@ -38,6 +38,8 @@ class KDConfig:
     temperature_end: float = 4.0
     temperature_schedule: Literal["constant", "linear", "cosine", "step"] = "constant"
     temperature_steps: int = 2
+    teacher_mode: Literal["cached", "online"] = "cached"
+    views: int = 8
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class DatasetConfig:
     train_crop: Literal["center", "random", "random_resized"] = "random_resized"
     crop_scale_min: float = 0.35
     hflip: bool = True
+    color_jitter: float = 0.0
+    cache: bool = True
 
 
 @dataclass(frozen=True)

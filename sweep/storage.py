@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -49,7 +50,9 @@ def open_storage(url: str) -> BaseStorage:
             f"{', '.join(_RDB_SCHEMES)} URLs or a journal file path"
         )
     try:
-        return RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        with warnings.catch_warnings():  # heartbeats are "experimental" but long-standing
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=60, grace_period=180)
     except Exception as exc:  # SQLAlchemy raises many types; all mean "cannot use it".
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SweepError(f"--storage: {redact(url)}: cannot connect ({reason})") from None
