@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train the space's ResNet18 teacher from scratch"
     )
     _space(teacher_train)
+    teacher_cache = teacher_commands.add_parser(
+        "cache", help="compute the teacher's soft labels over augmented views, once"
+    )
+    _space(teacher_cache)
+    teacher_cache.add_argument("--views", type=int, help="augmented views (default kd.views)")
     return parser
 
 

@@ -23,7 +23,7 @@ import yaml
 
 from sweep.budget import count_macs, count_params, model_summary
 from sweep.config import TrialConfig, from_dict, to_dict
-from sweep.data import IMAGENET_MEAN, IMAGENET_STD, build_data, class_names, evaluation_loader
+from sweep.data import IMAGENET_MEAN, IMAGENET_STD, class_names, evaluation_loader
 from sweep.errors import CheckpointError, SweepError
 from sweep.pareto import TrialRecord, best_trial
 from sweep.paths import default_storage, sweep_home, tracking_uri
@@ -32,6 +32,7 @@ from sweep.storage import open_storage
 from sweep.students import create_student
 from sweep.tracking import Tracker
 from sweep.train import evaluate, resolve_device
+from sweep.trial_data import trial_data
 
 CHECKPOINT = "student_best.ckpt"
 
@@ -113,7 +114,8 @@ def export_best(
     params = count_params(model, cfg.budget.count)
     if params > cfg.budget.max_params:
         raise SweepError(f"trial {best.number}: {params:,} parameters is over the budget")
-    data = build_data(cfg.dataset, cfg.train.batch_size, home=home)
+    # The same data path the trial was evaluated on (decoded cache or PIL), on the CPU.
+    data = trial_data(cfg, home, torch.device("cpu"), progress=False)
     reloaded, _ = evaluate(model, data.val, torch.device("cpu"))
     logged = float(best.val_acc or 0.0)
     tolerance = 1.0 / len(data.val.dataset) + 1e-9  # at most one image's difference

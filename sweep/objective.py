@@ -18,12 +18,13 @@ import torch
 
 from sweep.budget import check_student, count_params, model_summary
 from sweep.config import TrialConfig, flatten, to_dict
-from sweep.data import DataBundle, build_data
+from sweep.soft_labels import SoftLabels
 from sweep.space import SearchSpace
 from sweep.students import create_student, validate_student_options
 from sweep.teacher import save_state_dict
 from sweep.tracking import Tracker
 from sweep.train import resolve_device, train
+from sweep.trial_data import study_soft_labels, trial_data, uses_cached_teacher
 
 CONSTRAINT = "params_over_budget"
 
@@ -56,23 +57,35 @@ class TrialContext:
     parent_id: str
     num_classes: int
     teacher: torch.nn.Module | None
+    teacher_path: Path | None = None
     progress: TrialProgress = field(default_factory=NoProgress)
-    _data: dict[tuple[Any, ...], DataBundle] = field(default_factory=dict)
+    _data: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _soft: dict[tuple[Any, ...], SoftLabels] = field(default_factory=dict)
 
-    def data(self, cfg: TrialConfig) -> DataBundle:
-        """The loaders for a trial, built once per distinct data setting."""
-        key = (cfg.dataset, cfg.train.batch_size, cfg.train.seed, cfg.train.num_workers)
+    def data(self, cfg: TrialConfig) -> Any:
+        """The trial's data (see :mod:`sweep.trial_data`), built once per distinct setting."""
+        device = resolve_device(cfg.train.device)
+        soft = None
+        if uses_cached_teacher(cfg) and self.teacher is not None and self.teacher_path:
+            soft_key = (cfg.dataset, cfg.kd.views, cfg.train.seed, str(device))
+            if soft_key not in self._soft:
+                self._soft.clear()
+                self._soft[soft_key] = study_soft_labels(
+                    cfg, self.home, self.teacher, self.teacher_path, device
+                )
+            soft = self._soft[soft_key]
+        key = (
+            cfg.dataset,
+            cfg.train.batch_size,
+            cfg.train.seed,
+            cfg.train.num_workers,
+            cfg.kd.views,
+            soft is not None,
+            str(device),
+        )
         if key not in self._data:
             self._data.clear()  # one data set in memory at a time
-            device = resolve_device(cfg.train.device)
-            self._data[key] = build_data(
-                cfg.dataset,
-                cfg.train.batch_size,
-                home=self.home,
-                seed=cfg.train.seed,
-                num_workers=cfg.train.num_workers,
-                pin_memory=device.type == "cuda",
-            )
+            self._data[key] = trial_data(cfg, self.home, device, soft)
         return self._data[key]
 
 
@@ -123,7 +136,11 @@ class Objective:
         ctx = self.context
         data = ctx.data(cfg)
         model = create_student(cfg.student.family, ctx.num_classes, cfg.student.options)
-        teacher = ctx.teacher if cfg.kd.alpha > 0 else None  # alpha 0: skip its forward pass
+        # Cached soft labels replace the teacher's forward pass; alpha 0 needs no teacher.
+        online = cfg.kd.alpha > 0 and not getattr(data.train, "yields_teacher_logits", False)
+        teacher = ctx.teacher if online else None
+        if getattr(data, "skipped", None):
+            ctx.tracker.log_metrics(run_id, {"skipped_images": len(data.skipped)})
         ctx.progress.trial_started(trial.number, cfg.train.epochs)
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:

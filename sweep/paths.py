@@ -37,3 +37,8 @@ def artifact_location(home: Path) -> str | None:
 def teachers_dir(home: Path) -> Path:
     """Teachers trained by sweep, one file per (dataset, teacher settings) fingerprint."""
     return home / "teachers"
+
+
+def cache_dir(home: Path) -> Path:
+    """Decoded images and teacher soft labels, keyed by fingerprints of their inputs."""
+    return home / "cache"

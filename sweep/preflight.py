@@ -38,6 +38,13 @@ def preflight(space: SearchSpace, home: Path) -> Preflight:
         num_classes = dataset_num_classes(base.dataset, home)
     except SweepError as exc:
         raise SweepError(f"{space.source}: {exc}") from None
+    if base.kd.teacher_mode == "cached" and not base.dataset.cache:
+        raise ConfigError(
+            space.source,
+            "kd.teacher_mode",
+            "cached soft labels replay the decoded cache's augmentation; set "
+            "dataset.cache: true or kd.teacher_mode: online",
+        )
     checkpoint = base.teacher.checkpoint
     if checkpoint and not Path(checkpoint).expanduser().is_file():
         raise ConfigError(space.source, "teacher.checkpoint", f"{checkpoint}: no such file")

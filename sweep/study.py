@@ -206,7 +206,7 @@ def _run_trials(
         )
 
     with display:
-        teacher = None
+        teacher, teacher_path = None, None
         if base.kd.alpha > 0 or any(p.name == "kd.alpha" for p in space.params):
 
             def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
@@ -215,7 +215,7 @@ def _run_trials(
                     highlight=False,
                 )
 
-            teacher, _ = ensure_teacher(base, num_classes, home, on_epoch)
+            teacher, teacher_path = ensure_teacher(base, num_classes, home, on_epoch)
         context = TrialContext(
             space=space,
             home=home,
@@ -223,6 +223,7 @@ def _run_trials(
             parent_id=parent_id,
             num_classes=num_classes,
             teacher=teacher,
+            teacher_path=teacher_path,
             progress=display,
         )
         objective = Objective(context)

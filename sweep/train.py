@@ -163,7 +163,10 @@ def train(
 
     Args:
         model: the student; moved to the device and left holding its best-epoch weights.
-        data: has ``train`` and ``val`` loaders yielding ``(images, labels)``.
+        data: has ``train`` and ``val`` loaders yielding ``(images, labels)``. A train loader
+            may also yield the teacher's logits for the batch, ``(images, labels, logits)``
+            (cached soft labels; then no teacher network is needed), and may have a
+            ``set_epoch(epoch)`` method, called before each epoch.
         cfg: optimiser, schedule, epochs, seed, device and AMP settings.
         kd: distillation settings (alpha, temperature schedule); needs ``teacher``.
         teacher: the teacher network; needs ``kd``.
@@ -180,7 +183,8 @@ def train(
     """
     if teacher is not None and kd is None:
         raise ValueError("a teacher was given without kd settings; pass kd=KDConfig(...)")
-    distil = teacher is not None and kd is not None
+    cached_logits = bool(getattr(data.train, "yields_teacher_logits", False))
+    distil = kd is not None and (teacher is not None or cached_logits)
     device = device if device is not None else resolve_device(cfg.device)
     cuda = device.type == "cuda"
     steps_per_epoch = len(data.train)
@@ -188,10 +192,14 @@ def train(
         raise ValueError("the train loader yields no batches")
 
     torch.manual_seed(cfg.seed)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
     memory_format = torch.channels_last if cuda else torch.preserve_format
     model.to(device, memory_format=memory_format)
     if teacher is not None:
         teacher.to(device, memory_format=memory_format).eval()
+    # A compiled view shares the parameters; evaluation and checkpoints use the plain module.
+    forward = torch.compile(model) if cfg.compile else model
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * steps_per_epoch
     scheduler = _scheduler(optimizer, cfg, total_steps)
@@ -221,16 +229,20 @@ def train(
             )
         alpha = kd.alpha if distil else 0.0
         model.train()
+        if hasattr(data.train, "set_epoch"):
+            data.train.set_epoch(epoch)
         sums = [0.0, 0.0, 0.0]  # sample-weighted loss, kd_loss, task_loss
         seen = 0
-        for batch, (images, labels) in enumerate(data.train):
+        for batch, (images, labels, *cached) in enumerate(data.train):
             images, labels = _to_device(images, labels, device)
             teacher_logits = None
-            if distil:
+            if cached and distil:
+                teacher_logits = cached[0].to(device, non_blocking=True).float()
+            elif distil:
                 with torch.no_grad(), autocast():
                     teacher_logits = teacher(images).float()
             with autocast():
-                student_logits = model(images)
+                student_logits = forward(images)
             # The loss itself in float32: softmax at high temperature is sensitive to precision.
             parts = distillation_loss(
                 student_logits.float(),
