@@ -42,7 +42,10 @@ def test_ui_serves_the_store_on_loopback(tmp_path: Path, sweep_home: Path) -> No
     server = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
         env={**os.environ, "SWEEP_HOME": str(sweep_home)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
