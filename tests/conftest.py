@@ -8,6 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# The settings every CLI test space shares: 16-px images, 1 epoch, a 1-epoch teacher.
+TINY_DATASET = {
+    "name": "food11",
+    "image_size": 16,
+    "resize": 16,
+    "train_crop": "center",
+    "hflip": False,
+}
+TINY_TEACHER = {"epochs": 1, "batch_size": 16}
+TINY_FIXED = {"epochs": 1, "batch_size": 16, "student.stem": 8}
+
 # Each class is a colour, plus noise: a student learns it in one epoch at 16 px.
 CLASS_COLOURS = [(220, 40, 40), (40, 200, 60), (50, 70, 220)]
 

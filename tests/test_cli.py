@@ -22,22 +22,17 @@ from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
 from sweep.budget import count_params
 from sweep.students import create_student
 
 SPACE = {
     "study": "e2e",
-    "dataset": {
-        "name": "food11",
-        "image_size": 16,
-        "resize": 16,
-        "train_crop": "center",
-        "hflip": False,
-    },
-    "teacher": {"epochs": 1, "batch_size": 16},
+    "dataset": TINY_DATASET,
+    "teacher": TINY_TEACHER,
     "sampler": {"name": "tpe", "seed": 0, "n_startup_trials": 2},
     "early_stopping": "none",
-    "fixed": {"epochs": 1, "batch_size": 16, "lr": 0.01, "student.stem": 8},
+    "fixed": {**TINY_FIXED, "lr": 0.01},
     "params": {
         "student.family": {"type": "categorical", "choices": ["dsconv"]},
         "student.widths.0": {"type": "int", "low": 8, "high": 16, "step": 8},

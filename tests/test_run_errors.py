@@ -12,21 +12,16 @@ from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
 from sweep.cli import main
 
 SMALL = {
     "study": "errs",
-    "dataset": {
-        "name": "food11",
-        "image_size": 16,
-        "resize": 16,
-        "train_crop": "center",
-        "hflip": False,
-    },
-    "teacher": {"epochs": 1, "batch_size": 16},
+    "dataset": TINY_DATASET,
+    "teacher": TINY_TEACHER,
     "sampler": {"name": "random", "seed": 3},
     "early_stopping": "none",
-    "fixed": {"epochs": 1, "batch_size": 16, "student.stem": 8, "kd.alpha": 0.0},
+    "fixed": {**TINY_FIXED, "kd.alpha": 0.0},
     "params": {
         "student.family": {"type": "categorical", "choices": ["dsconv"]},
         "student.widths.2": {"type": "int", "low": 8, "high": 4096},
