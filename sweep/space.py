@@ -27,21 +27,19 @@ import copy
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
 from optuna.distributions import (
-    BaseDistribution,
     CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
 )
 
-from sweep.config import TrialConfig, build_config, canonical_key
+from sweep.config import TrialConfig, build_config
 from sweep.errors import ConfigError
+from sweep.space_params import ParamSpec, parse_params, resolve_key, suggest_value
 
 # The metric each trial reports every epoch and the study optimises. Accuracy is what the
 # front and the budget trade against; the best-epoch checkpoint is chosen by it too.
@@ -61,25 +59,7 @@ _TOP_LEVEL = {
     "params",
     "max_infeasible_streak",
 }
-_PARAM_KEYS = {
-    "float": {"type", "low", "high", "log", "step", "when"},
-    "int": {"type", "low", "high", "log", "step", "when"},
-    "categorical": {"type", "choices", "when"},
-}
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One searched setting: its canonical name, Optuna distribution and condition."""
-
-    name: str
-    distribution: BaseDistribution
-    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    def applies(self, values: Mapping[str, Any]) -> bool:
-        """Whether the condition holds for the values chosen so far."""
-        return all(values.get(key) in allowed for key, allowed in self.when.items())
 
 
 @dataclass(frozen=True)
@@ -107,7 +87,7 @@ class SearchSpace:
         chosen: dict[str, Any] = {}
         for spec in self.params:
             if spec.applies(values):
-                value = _suggest(trial, spec.name, spec.distribution)
+                value = suggest_value(trial, spec.name, spec.distribution)
                 values[spec.name] = chosen[spec.name] = value
         return chosen
 
@@ -150,16 +130,6 @@ class SearchSpace:
                     value = spec.distribution.low  # type: ignore[attr-defined]
                 values[spec.name] = chosen[spec.name] = value
             yield chosen
-
-
-def _suggest(trial: optuna.Trial, name: str, distribution: BaseDistribution) -> Any:
-    """Sample through Optuna's public suggest API, which records the distribution."""
-    if isinstance(distribution, CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    d: Any = distribution
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
-    return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
 
 
 def load_space(
@@ -261,10 +231,10 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
         values = _mapping(document, section, source)
         for name, value in values.items():
             shown = f"{section}.{name}"
-            settings[_canonical(shown, source, shown)] = value
-            origin[_canonical(shown, source, shown)] = shown
+            settings[resolve_key(shown, source, shown)] = value
+            origin[resolve_key(shown, source, shown)] = shown
     for name, value in _mapping(document, "fixed", source).items():
-        canonical = _canonical(str(name), source, f"fixed.{name}")
+        canonical = resolve_key(str(name), source, f"fixed.{name}")
         settings[canonical] = value
         origin[canonical] = f"fixed.{name}"
 
@@ -274,7 +244,7 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
     if isinstance(streak, bool) or not isinstance(streak, int) or streak < 1:
         raise ConfigError(source, "max_infeasible_streak", "must be a positive integer")
 
-    params = _parse_params(_mapping(document, "params", source), settings, source)
+    params = parse_params(_mapping(document, "params", source), settings, source)
     origin.update({p.name: f"params.{p.name}" for p in params})
     space = SearchSpace(
         source=source,
@@ -296,13 +266,6 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
     return space
 
 
-def _canonical(key: str, source: str, shown: str) -> str:
-    try:
-        return canonical_key(key, source)
-    except ConfigError as exc:
-        raise ConfigError(source, shown, exc.problem) from None
-
-
 def _mapping(document: Mapping[str, Any], key: str, source: str) -> dict[str, Any]:
     value = document.get(key) or {}
     if not isinstance(value, dict):
@@ -322,82 +285,3 @@ def _named_section(
     if section["name"] not in names:
         raise ConfigError(source, f"{key}.name", f"must be one of {list(names)}")
     return section
-
-
-def _number(spec: Mapping[str, Any], attr: str, kind: str, source: str, key: str) -> Any:
-    value = spec.get(attr)
-    ok = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
-    if value is None or isinstance(value, bool) or not ok:
-        raise ConfigError(
-            source, f"{key}.{attr}", f"must be {'an integer' if kind == 'int' else 'a number'}"
-        )
-    return value
-
-
-def _parse_params(
-    raw: Mapping[str, Any], settings: Mapping[str, Any], source: str
-) -> tuple[ParamSpec, ...]:
-    specs: list[ParamSpec] = []
-    known: set[str] = set(settings)
-    for name, spec in raw.items():
-        key = f"params.{name}"
-        canonical = _canonical(str(name), source, key)
-        if not isinstance(spec, dict):
-            raise ConfigError(source, key, "must be a mapping with 'type'")
-        kind = spec.get("type")
-        if kind not in _PARAM_KEYS:
-            raise ConfigError(source, f"{key}.type", f"must be one of {sorted(_PARAM_KEYS)}")
-        for attr in spec:
-            if attr not in _PARAM_KEYS[kind]:
-                raise ConfigError(source, f"{key}.{attr}", f"unknown key for a {kind} parameter")
-        distribution = _distribution(spec, kind, source, key)
-        when = _parse_when(spec.get("when") or {}, known, source, key)
-        specs.append(ParamSpec(canonical, distribution, when))
-        known.add(canonical)
-    return tuple(specs)
-
-
-def _distribution(spec: Mapping[str, Any], kind: str, source: str, key: str) -> BaseDistribution:
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ConfigError(source, f"{key}.choices", "must be a non-empty list")
-        for choice in choices:
-            if not isinstance(choice, (str, int, float, bool)) and choice is not None:
-                raise ConfigError(
-                    source, f"{key}.choices", f"choices must be scalars, got {choice!r}"
-                )
-        return CategoricalDistribution(choices)
-    low = _number(spec, "low", kind, source, key)
-    high = _number(spec, "high", kind, source, key)
-    if low > high:
-        raise ConfigError(source, f"{key}.low", f"low ({low}) is greater than high ({high})")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(source, f"{key}.log", "must be true or false")
-    step = spec.get("step")
-    if step is not None:
-        _number(spec, "step", kind, source, key)
-        if step <= 0:
-            raise ConfigError(source, f"{key}.step", "must be positive")
-        if log:
-            raise ConfigError(source, f"{key}.step", "cannot be combined with log: true")
-    if log and low <= 0:
-        raise ConfigError(source, f"{key}.low", "must be positive when log: true")
-    if kind == "int":
-        return IntDistribution(low, high, log=log, step=step or 1)
-    return FloatDistribution(float(low), float(high), log=log, step=step)
-
-
-def _parse_when(raw: Any, known: set[str], source: str, key: str) -> dict[str, tuple[Any, ...]]:
-    if not isinstance(raw, dict):
-        raise ConfigError(source, f"{key}.when", "must map a parameter to a value or a list")
-    when: dict[str, tuple[Any, ...]] = {}
-    for other, allowed in raw.items():
-        canonical = _canonical(str(other), source, f"{key}.when.{other}")
-        if canonical not in known:
-            raise ConfigError(
-                source, f"{key}.when.{other}", "names no earlier parameter or fixed setting"
-            )
-        when[canonical] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
-    return when
