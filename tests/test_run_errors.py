@@ -67,8 +67,10 @@ def _nothing_written(home: Path) -> bool:
             "space.yaml: budget.max_params: no model in this space fits 100 parameters",
         ),
         ({"fixed__student.depth": 2}, "space.yaml: student.depth: unknown option"),
-        ({"fixed__dataset.cache": False, "fixed__kd.alpha": 0.5},
-         "space.yaml: kd.teacher_mode: cached soft labels replay the decoded cache"),
+        (
+            {"fixed__dataset.cache": False, "fixed__kd.alpha": 0.5},
+            "space.yaml: kd.teacher_mode: cached soft labels replay the decoded cache",
+        ),
     ],
 )
 def test_bad_space_is_one_line_exit_2_nothing_written(

@@ -16,8 +16,12 @@ CPU = torch.device("cpu")
 
 
 def _cfg(food11_dir: Path, **settings: object):
-    base = {"dataset.root": str(food11_dir), "dataset.image_size": 16, "dataset.resize": 16,
-            "batch_size": 8}
+    base = {
+        "dataset.root": str(food11_dir),
+        "dataset.image_size": 16,
+        "dataset.resize": 16,
+        "batch_size": 8,
+    }
     return build_config({**base, **settings})
 
 
