@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from filelock import FileLock
 
 from sweep.config import TrialConfig, flatten
-from sweep.data import build_data, resolve_root
+from sweep.data import resolve_root
 from sweep.paths import artifact_location, teachers_dir, tracking_uri
 from sweep.teacher import load_teacher, save_state_dict, teacher_train_config, train_teacher
 from sweep.tracking import Tracker
+from sweep.train import resolve_device
+from sweep.trial_data import trial_data
 
 TEACHER_EXPERIMENT = "sweep-teachers"
 EpochLog = Callable[[int, int, dict[str, float]], None]
@@ -80,13 +82,9 @@ def train_and_save_teacher(
         The teacher's best validation accuracy.
     """
     train_cfg = teacher_train_config(cfg.teacher, cfg.train)
-    data = build_data(
-        cfg.dataset,
-        train_cfg.batch_size,
-        home=home,
-        seed=train_cfg.seed,
-        num_workers=train_cfg.num_workers,
-    )
+    # The students' data path (decoded cache + batched augmentation when dataset.cache):
+    # a from-scratch teacher runs many epochs, the last place to decode JPEGs every epoch.
+    data = trial_data(replace(cfg, train=train_cfg), home, resolve_device(train_cfg.device))
     tracker = Tracker(tracking_uri(home), TEACHER_EXPERIMENT, artifact_location(home))
     params = {k: v for k, v in flatten(cfg).items() if k.startswith(("teacher.", "dataset."))}
     run_id = tracker.start_run(
