@@ -26,9 +26,7 @@ from sweep.config import TrialConfig, from_dict, to_dict
 from sweep.data import IMAGENET_MEAN, IMAGENET_STD, class_names, evaluation_loader
 from sweep.errors import CheckpointError, SweepError
 from sweep.pareto import TrialRecord, best_trial
-from sweep.paths import default_storage, sweep_home, tracking_uri
-from sweep.space import parse_space
-from sweep.storage import open_storage
+from sweep.paths import sweep_home, tracking_uri
 from sweep.students import create_student
 from sweep.tracking import Tracker
 from sweep.train import evaluate, resolve_device
@@ -76,16 +74,10 @@ def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def find_best(study_name: str, storage_url: str | None, home: Path) -> tuple[TrialRecord, Any]:
     """The study's best feasible trial and its tracker."""
-    import optuna
+    from sweep.study import read_study  # study imports this module to register models
 
-    from sweep.study import SPACE_ATTR, load_records, open_study
-
-    storage = open_storage(storage_url or default_storage(home))
-    study = open_study(study_name, storage)
-    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
-    max_params = space.trial_config({}).budget.max_params
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    best = best_trial(load_records(study), max_params, space.direction)
+    _, space, records = read_study(study_name, storage_url, home)
+    best = best_trial(records, space.trial_config({}).budget.max_params, space.direction)
     if best is None:
         raise SweepError(f"--study: {study_name}: no complete trial within the budget yet")
     return best, Tracker(tracking_uri(home), study_name)

@@ -8,9 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sweep.pareto import STATES, TrialRecord, best_trial, count_states, pareto_front
-from sweep.paths import default_storage, sweep_home
-from sweep.space import parse_space
-from sweep.storage import open_storage
+from sweep.paths import sweep_home
+from sweep.study import read_study
 
 
 def _trial_table(title: str, records: list[TrialRecord]) -> Table:
@@ -42,14 +41,10 @@ def print_status(
     Returns:
         The count of trials in each state.
     """
-    from sweep.study import SPACE_ATTR, load_records, open_study
-
     home = home or sweep_home()
     console = console or Console()
-    study = open_study(study_name, open_storage(storage_url or default_storage(home)))
-    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
+    _, space, records = read_study(study_name, storage_url, home)
     max_params = space.trial_config({}).budget.max_params
-    records = load_records(study)
     counts = count_states(records)
 
     states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")

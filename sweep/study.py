@@ -30,7 +30,7 @@ from sweep.plots import front_figure
 from sweep.preflight import preflight
 from sweep.progress import SweepProgress
 from sweep.samplers import make_pruner, make_sampler
-from sweep.space import SearchSpace
+from sweep.space import SearchSpace, parse_space
 from sweep.storage import open_storage, study_names
 from sweep.teacher_store import ensure_teacher
 from sweep.tracking import FRONT_ATTR, Tracker
@@ -100,8 +100,12 @@ def front_table(front: list[TrialRecord]) -> pd.DataFrame:
 
 def refresh_front(
     study: optuna.Study, tracker: Tracker, parent_id: str, max_params: int
-) -> list[TrialRecord]:
-    """Recompute the front from the storage and publish it to the MLflow parent run."""
+) -> tuple[list[TrialRecord], list[TrialRecord]]:
+    """Recompute the front from the storage and publish it to the MLflow parent run.
+
+    Returns:
+        Every trial as read from the storage, and the front.
+    """
     import matplotlib.pyplot as plt
 
     records = load_records(study)
@@ -120,7 +124,17 @@ def refresh_front(
     finally:
         plt.close(figure)
     study.set_user_attr(FRONT_ATTR, now)
-    return front
+    return records, front
+
+
+def read_study(
+    study_name: str, storage_url: str | None, home: Path
+) -> tuple[optuna.Study, SearchSpace, list[TrialRecord]]:
+    """An existing study, the space it was run with (kept in its user attrs) and its trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(study_name, open_storage(storage_url or default_storage(home)))
+    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
+    return study, space, load_records(study)
 
 
 def run_sweep(
@@ -164,8 +178,7 @@ def run_sweep(
     finally:
         tracker.set_status(parent_id, status)
     max_params = space.trial_config({}).budget.max_params
-    records = load_records(study)
-    front = refresh_front(study, tracker, parent_id, max_params)
+    records, front = refresh_front(study, tracker, parent_id, max_params)
     best = best_trial(records, max_params, space.direction)
     if best is not None and study.user_attrs.get(REGISTERED_ATTR) != best.number:
         _register(best, study, tracker)
@@ -193,8 +206,7 @@ def _run_trials(
     )
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        refresh_front(study, tracker, parent_id, max_params)
-        records = load_records(study)
+        records, _ = refresh_front(study, tracker, parent_id, max_params)
         best = best_trial(records, max_params, space.direction)
         finished = record(trial)
         display.trial_finished(
