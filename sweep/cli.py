@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--study", required=True)
     export.add_argument("--out", required=True, type=Path)
     export.add_argument("--data-dir", metavar="DIR", help="data folder for the reload check")
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write student_int8.pt2: static int8, calibrated on training images, "
+        "with its accuracy and size next to the float model's in export.json",
+    )
     _storage(export)
 
     predict = commands.add_parser("predict", help="write Id,Category predictions")
@@ -149,12 +155,16 @@ def _ui(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from sweep.export import export_best
 
-    result = export_best(args.study, args.out, args.storage, data_dir=args.data_dir)
+    result = export_best(
+        args.study, args.out, args.storage, data_dir=args.data_dir, int8=args.int8
+    )
     print(
         f"exported trial {result.trial} ({result.params:,} parameters) to {result.out}; "
         f"reload check: logged val_acc {result.logged_val_acc:.4f}, "
         f"reloaded {result.reloaded_val_acc:.4f}"
     )
+    if result.int8_val_acc is not None:
+        print(f"int8: val_acc {result.int8_val_acc:.4f} (student_int8.pt2)")
     return 0
 
 

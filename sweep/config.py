@@ -31,8 +31,15 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class KDConfig:
-    """Knowledge-distillation settings (Hinton loss on logits)."""
+    """Knowledge-distillation settings: the method, and the Hinton loss on logits.
 
+    ``method`` names an entry of :data:`sweep.kd_methods.KD_METHODS`: ``hinton`` (logits),
+    ``fitnet`` (a teacher stage's features through a 1x1 regressor), ``rkd`` (distances and
+    angles between embeddings), ``dml`` (two students teach each other), ``takd`` (a teacher
+    assistant of ``assistant_width`` is distilled first and teaches the student).
+    """
+
+    method: Literal["hinton", "fitnet", "rkd", "dml", "takd"] = "hinton"
     alpha: float = 0.5
     temperature_start: float = 4.0
     temperature_end: float = 4.0
@@ -40,6 +47,49 @@ class KDConfig:
     temperature_steps: int = 2
     teacher_mode: Literal["cached", "online"] = "cached"
     views: int = 8
+    feature_weight: float | None = None  # fitnet/rkd feature loss weight; None: the method's
+    assistant_width: int = 128  # takd: the assistant is a dsconv of widths w, 2w, 4w
+    assistant_epochs: int | None = None  # takd: None trains it as long as the student
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Pruning during training: ``steps`` prune steps, ``finetune_epochs`` apart.
+
+    Step k runs at the start of epoch ``start_epoch + k * finetune_epochs``; the model keeps
+    training (with the distillation loss) between and after the steps. ``structured`` removes
+    channels, to ``rate`` of every channel group or, with ``target_params``, to the largest
+    count within it; ``unstructured`` zeroes ``rate`` of all conv and linear weights (global
+    magnitude), which lowers only the ``nonzero`` count.
+    """
+
+    method: Literal["none", "structured", "unstructured"] = "none"
+    importance: Literal["magnitude", "bn_scale", "taylor"] = "magnitude"
+    rate: float = 0.0
+    target_params: int | None = None
+    steps: int = 1
+    finetune_epochs: int = 1
+    start_epoch: int = 0
+    round_to: int | None = None
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    """Truncated-SVD factorization of dense convs and linears at ``start_epoch`` (then fine-tuned).
+
+    ``rank_ratio`` of each layer's full rank is kept; None leaves the model unfactorized.
+    """
+
+    rank_ratio: float | None = None
+    start_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Post-training static int8 of the trained student, calibrated on training batches."""
+
+    int8: bool = False
+    calibration_batches: int = 8
 
 
 @dataclass(frozen=True)
@@ -106,6 +156,9 @@ class TrialConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    lowrank: LowRankConfig = field(default_factory=LowRankConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
 
 
 _SECTION_TYPES = {
@@ -115,6 +168,9 @@ _SECTION_TYPES = {
     "dataset": DatasetConfig,
     "budget": BudgetConfig,
     "teacher": TeacherConfig,
+    "prune": PruneConfig,
+    "lowrank": LowRankConfig,
+    "quantize": QuantizeConfig,
 }
 
 

@@ -10,6 +10,7 @@ must not be handed in.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -22,17 +23,18 @@ import torch
 import yaml
 
 from sweep.budget import count_macs, count_params, model_summary
+from sweep.compression import build_planned, plan_trial
 from sweep.config import TrialConfig, from_dict, to_dict
 from sweep.data import IMAGENET_MEAN, IMAGENET_STD, class_names, evaluation_loader
 from sweep.errors import CheckpointError, SweepError
 from sweep.pareto import TrialRecord, best_trial
 from sweep.paths import sweep_home, tracking_uri
-from sweep.students import create_student
 from sweep.tracking import Tracker
 from sweep.train import evaluate, resolve_device
 from sweep.trial_data import trial_data
 
 CHECKPOINT = "student_best.ckpt"
+INT8_PROGRAM = "student_int8.pt2"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ExportResult:
     params: int
     logged_val_acc: float
     reloaded_val_acc: float
+    int8_val_acc: float | None = None  # with ``int8``: the quantized program's accuracy
 
 
 def load_trial_model(tracker: Tracker, trial: TrialRecord) -> tuple[torch.nn.Module, TrialConfig]:
@@ -55,9 +58,11 @@ def load_trial_model(tracker: Tracker, trial: TrialRecord) -> tuple[torch.nn.Mod
         ckpt_path = tracker.client.download_artifacts(trial.run_id, "checkpoint/student.ckpt", tmp)
         logged = yaml.safe_load(Path(config_path).read_text())
         num_classes = int(logged.pop("num_classes"))
+        prune_ratio = float(logged.pop("prune_ratio", 0.0))
         cfg = from_dict(logged, f"run {trial.run_id}: config.yaml")
         state_dict = _load_state_dict(Path(ckpt_path))
-    model = create_student(cfg.student.family, num_classes, cfg.student.options)
+    # The architecture training ended with: factorized and channel-pruned as planned.
+    model = build_planned(cfg, num_classes, prune_ratio)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
@@ -89,11 +94,15 @@ def export_best(
     storage_url: str | None = None,
     home: Path | None = None,
     data_dir: str | None = None,
+    int8: bool = False,
 ) -> ExportResult:
     """Write the best student to ``out`` and check that it reproduces its accuracy.
 
-    Writes ``student_best.ckpt`` (state_dict), ``student_config.yaml`` (what rebuilds it),
-    ``model_summary.txt`` (torchinfo at the task's input size) and ``export.json``.
+    Writes ``student_best.ckpt`` (state_dict), ``student_config.yaml`` (what rebuilds it:
+    family, options, and the factorization and pruning that shaped it), ``model_summary.txt``
+    (torchinfo at the task's input size) and ``export.json``. With ``int8`` also
+    ``student_int8.pt2``: static int8 (:mod:`sweep.quantize`) calibrated on training batches,
+    its validation accuracy and sizes next to the float model's in ``export.json``.
 
     Raises:
         SweepError: no such study, no feasible trial, or the reload check failed.
@@ -117,6 +126,9 @@ def export_best(
             f"reloaded {reloaded:.4f}; the checkpoint does not reproduce its result"
         )
     image_size = cfg.dataset.image_size
+    measured: dict[str, Any] = {}
+    if int8:
+        program, measured = _quantize(model, data, cfg)
     files: dict[str, str | bytes] = {
         "student_config.yaml": yaml.safe_dump(
             {
@@ -128,6 +140,9 @@ def export_best(
                 "resize": cfg.dataset.resize,
                 "mean": list(IMAGENET_MEAN),
                 "std": list(IMAGENET_STD),
+                # sweep.compression.build_planned(cfg, num_classes, prune_ratio) rebuilds it.
+                "lowrank_rank_ratio": cfg.lowrank.rank_ratio,
+                "prune_ratio": plan_trial(cfg, data.num_classes).prune_ratio,
                 "trial_config": to_dict(cfg),
             },
             sort_keys=False,
@@ -142,12 +157,28 @@ def export_best(
                 "macs": count_macs(model, image_size),
                 "logged_val_acc": logged,
                 "reloaded_val_acc": reloaded,
+                **measured,
             },
             indent=2,
         ),
     }
+    if int8:
+        files[INT8_PROGRAM] = program
     _write_atomically(out, files, model.state_dict())
-    return ExportResult(out, best.number, params, logged, reloaded)
+    int8_acc = measured.get("int8_val_acc")
+    return ExportResult(out, best.number, params, logged, reloaded, int8_acc)
+
+
+def _quantize(model: torch.nn.Module, data: Any, cfg: TrialConfig) -> tuple[bytes, dict[str, Any]]:
+    """The int8 program's bytes, and its accuracy and sizes next to the float model's."""
+    from sweep.quantize import quantize_and_measure, save_quantized
+
+    result, measured = quantize_and_measure(
+        model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches
+    )
+    buffer = io.BytesIO()
+    save_quantized(result, buffer)
+    return buffer.getvalue(), measured
 
 
 def _write_atomically(

@@ -16,10 +16,13 @@ from typing import Any, Protocol
 import optuna
 import torch
 
-from sweep.budget import check_student, count_params, model_summary
+from sweep.budget import BudgetReport, count_macs, count_params, model_summary
+from sweep.compression import Plan, build_planned, check_schedule, plan_trial
 from sweep.config import TrialConfig, flatten, to_dict
+from sweep.distillers import make_distiller, trial_teacher
 from sweep.soft_labels import SoftLabels
 from sweep.space import SearchSpace
+from sweep.stages import make_stages
 from sweep.students import create_student, validate_student_options
 from sweep.teacher import save_state_dict
 from sweep.tracking import Tracker
@@ -103,8 +106,10 @@ class Objective:
         # logged params and config.yaml say exactly what was built.
         options = validate_student_options(cfg.student.family, cfg.student.options)
         cfg = replace(cfg, student=replace(cfg.student, options=options))
-        report = check_student(cfg.student, ctx.num_classes, cfg.budget, cfg.dataset.image_size)
+        check_schedule(cfg, ctx.space.source)
+        report, plan = self._check_budget(cfg)
         trial.set_user_attr("params", report.params)
+        trial.set_user_attr("initial_params", plan.initial_params)
         trial.set_user_attr("family", cfg.student.family)
         if report.macs is not None:
             trial.set_user_attr("macs", report.macs)
@@ -112,9 +117,14 @@ class Objective:
 
         run_id = ctx.tracker.start_trial(ctx.parent_id, trial.number, flatten(cfg))
         trial.set_user_attr("mlflow_run_id", run_id)
-        ctx.tracker.log_config(run_id, {**to_dict(cfg), "num_classes": ctx.num_classes})
+        # The pruning ratio rebuilds a pruned student's architecture from config.yaml alone.
+        logged = {**to_dict(cfg), "num_classes": ctx.num_classes, "prune_ratio": plan.prune_ratio}
+        ctx.tracker.log_config(run_id, logged)
         state = "failed"
         try:
+            ctx.tracker.log_metrics(
+                run_id, {"initial_params": plan.initial_params, "prune_ratio": plan.prune_ratio}
+            )
             if not report.feasible:
                 state = "infeasible"
                 trial.set_user_attr("state", state)
@@ -122,7 +132,7 @@ class Objective:
                 raise optuna.TrialPruned(
                     f"{report.params:,} parameters is over the budget of {report.max_params:,}"
                 )
-            value, stopped = self._train(trial, cfg, run_id, report.macs or 0)
+            value, stopped = self._train(trial, cfg, run_id, plan, report.macs or 0)
             state = "early-stopped" if stopped else "complete"
             if stopped:
                 raise optuna.TrialPruned("stopped early by the pruner")
@@ -130,15 +140,27 @@ class Objective:
         finally:
             ctx.tracker.finish_trial(run_id, state)
 
+    def _check_budget(self, cfg: TrialConfig) -> tuple[BudgetReport, Plan]:
+        """The final model's count against the budget (after planned compression), and the
+        multiply-adds of that final model when it fits."""
+        num_classes = self.context.num_classes
+        plan = plan_trial(cfg, num_classes)
+        report = BudgetReport(plan.final_params, cfg.budget.max_params, cfg.budget.count)
+        if report.feasible:
+            with torch.random.fork_rng(devices=[]):  # the trial's own model comes after
+                final = build_planned(cfg, num_classes, plan.prune_ratio)
+            report = replace(report, macs=count_macs(final, cfg.dataset.image_size))
+        return report, plan
+
     def _train(
-        self, trial: optuna.Trial, cfg: TrialConfig, run_id: str, macs: int
+        self, trial: optuna.Trial, cfg: TrialConfig, run_id: str, plan: Plan, macs: int
     ) -> tuple[float, bool]:
         ctx = self.context
+        # Before the trial's data: a new assistant is distilled on data of its own.
+        teacher = trial_teacher(cfg, ctx, cached_logits=uses_cached_teacher(cfg))
         data = ctx.data(cfg)
         model = create_student(cfg.student.family, ctx.num_classes, cfg.student.options)
-        # Cached soft labels replace the teacher's forward pass; alpha 0 needs no teacher.
-        online = cfg.kd.alpha > 0 and not getattr(data.train, "yields_teacher_logits", False)
-        teacher = ctx.teacher if online else None
+        distiller = make_distiller(cfg, model, teacher, ctx.num_classes)
         if getattr(data, "skipped", None):
             ctx.tracker.log_metrics(run_id, {"skipped_images": len(data.skipped)})
         ctx.progress.trial_started(trial.number, cfg.train.epochs)
@@ -160,27 +182,51 @@ class Objective:
             teacher=teacher,
             on_epoch_end=on_epoch_end,
             device=resolve_device(cfg.train.device),
+            stages=make_stages(cfg, plan),
+            distiller=distiller,
         )
+        distiller.close()
         model = model.cpu()
         params = count_params(model, cfg.budget.count)
-        # The budget is hard: a model that grew during training is a bug, not a result.
-        if params > cfg.budget.max_params:
-            raise RuntimeError(f"trained model has {params} parameters > {cfg.budget.max_params}")
+        # The budget is hard: a model that grew during training (or ended larger than its
+        # plan said) is a bug, not a result. A trial stopped early may end before its last
+        # pruning step; it is recorded early-stopped, never on the front.
+        if not result.stopped_early and params > min(cfg.budget.max_params, plan.final_params):
+            raise RuntimeError(
+                f"trained model has {params} parameters; planned {plan.final_params}, "
+                f"budget {cfg.budget.max_params}"
+            )
         trial.set_user_attr("val_acc", result.val_acc)
         trial.set_user_attr("best_epoch", result.best_epoch)
-        ctx.tracker.log_metrics(
-            run_id,
-            {
-                "val_acc": result.val_acc,
-                "params": params,
-                "macs": macs,
-                "train_seconds": result.train_seconds,
-                "best_epoch": result.best_epoch,
-            },
-            step=len(result.history),
-        )
+        final = {
+            "val_acc": result.val_acc,
+            "params": params,
+            "params_dense": count_params(model, "dense"),
+            "params_nonzero": count_params(model, "nonzero"),
+            "macs": macs,
+            "train_seconds": result.train_seconds,
+            "best_epoch": result.best_epoch,
+        }
+        if cfg.quantize.int8:
+            final.update(self._quantize(run_id, model, data, cfg))
+        ctx.tracker.log_metrics(run_id, final, step=len(result.history))
         self._log_model_files(run_id, model, result.state_dict, cfg.dataset.image_size)
         return result.val_acc, result.stopped_early
+
+    def _quantize(
+        self, run_id: str, model: torch.nn.Module, data: Any, cfg: TrialConfig
+    ) -> dict[str, float]:
+        """Post-training int8 of the trained student: its accuracy and size, and the program."""
+        from sweep.quantize import quantize_and_measure, save_quantized
+
+        result, measured = quantize_and_measure(
+            model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "student_int8.pt2"
+            save_quantized(result, path)
+            self.context.tracker.log_artifact(run_id, path, "int8")
+        return measured
 
     def _log_model_files(
         self, run_id: str, model: torch.nn.Module, state_dict: dict[str, Any], image_size: int

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sweep.budget import smallest_student
-from sweep.config import StudentConfig
+from sweep.compression import check_schedule, sampler_count
 from sweep.data import dataset_num_classes, resolve_root
 from sweep.errors import ConfigError, SweepError
 from sweep.samplers import make_pruner, make_sampler
@@ -49,15 +48,20 @@ def preflight(space: SearchSpace, home: Path) -> Preflight:
     if checkpoint and not Path(checkpoint).expanduser().is_file():
         raise ConfigError(space.source, "teacher.checkpoint", f"{checkpoint}: no such file")
 
-    students: list[StudentConfig] = []
+    counts: dict[str, int] = {}  # corners differing only in training settings count once
     for chosen in space.corner_values():
-        student = space.trial_config(chosen).student
+        cfg = space.trial_config(chosen)
         try:
-            validate_student_options(student.family, student.options, space.source)
+            validate_student_options(cfg.student.family, cfg.student.options, space.source)
         except ConfigError as exc:
             raise ConfigError(space.source, exc.key, exc.problem) from None
-        students.append(student)
-    _, smallest = smallest_student(students, num_classes, base.budget.count)
+        check_schedule(cfg, space.source)
+        # Channel counts do not depend on the importance criterion.
+        prune = replace(cfg.prune, importance="magnitude")
+        key = repr((cfg.student, prune, cfg.lowrank, cfg.budget))
+        if key not in counts:
+            counts[key] = sampler_count(cfg, num_classes)
+    smallest = min(counts.values())
     if smallest > base.budget.max_params:
         raise ConfigError(
             space.source,

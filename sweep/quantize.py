@@ -41,6 +41,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import IO, Any
 
 import torch
 from torch import Tensor, nn
@@ -191,7 +192,55 @@ def quantize_int8(
     )
 
 
-def save_quantized(result: QuantizedResult, path: str | os.PathLike[str]) -> None:
+class FrozenProgram(nn.Module):
+    """An exported program as a module that ignores ``train()``/``eval()``.
+
+    An exported graph has no train/eval mode (its BatchNorms are folded, its dropout gone),
+    and torch refuses ``.eval()`` on it; wrapped, it evaluates like any classifier.
+    """
+
+    def __init__(self, program_module: nn.Module) -> None:
+        super().__init__()
+        self.program = program_module
+
+    def forward(self, images: Tensor) -> Tensor:
+        """The program's logits, computed on the CPU in float32 input."""
+        return self.program(images.float().cpu())
+
+    def train(self, mode: bool = True) -> FrozenProgram:
+        """No mode to set: the graph was frozen at export."""
+        return self
+
+
+def quantize_and_measure(
+    model: nn.Module, data: Any, image_size: int, calibration_batches: int
+) -> tuple[QuantizedResult, dict[str, float]]:
+    """Quantize a trained student, calibrated on its first training batches, and measure it.
+
+    Args:
+        model: the trained float student (not changed).
+        data: has ``train`` (calibration: the images of its first batches) and ``val``.
+        image_size: the images' side length.
+        calibration_batches: how many training batches calibrate the activation ranges.
+
+    Returns:
+        The int8 result, and ``int8_val_acc``, ``int8_bytes``, ``float_bytes`` and
+        ``int8_program_bytes`` for logging next to the float model's numbers.
+    """
+    from sweep.train import evaluate
+
+    images = (batch[0] for batch in data.train)
+    result = quantize_int8(model, itertools.islice(images, calibration_batches), image_size)
+    accuracy, _ = evaluate(FrozenProgram(result.model), data.val, torch.device("cpu"))
+    return result, {
+        "int8_val_acc": accuracy,
+        "int8_bytes": result.int8_bytes,
+        "float_bytes": result.float_bytes,
+        "int8_program_bytes": result.program_bytes,
+    }
+
+
+def save_quantized(result: QuantizedResult, path: str | os.PathLike[str] | IO[bytes]) -> None:
     """Write the int8 program with ``torch.export.save`` (a ``.pt2`` archive)."""
     torch.export.save(result.program, path)
 

@@ -9,8 +9,8 @@ from typing import Any
 import optuna
 from optuna.exceptions import ExperimentalWarning
 
-from sweep.budget import proposal_params
 from sweep.budget_sampler import BudgetRepairSampler, shrink_to_budget
+from sweep.compression import sampler_count
 from sweep.errors import ConfigError
 from sweep.space import SearchSpace
 
@@ -63,7 +63,8 @@ def make_sampler(
     max_params = space.trial_config({}).budget.max_params
 
     def count(chosen: dict[str, Any]) -> int:
-        return proposal_params(space.trial_config(chosen).student, num_classes)
+        # The final model's count: a student pruned to a target fits, however wide it starts.
+        return sampler_count(space.trial_config(chosen), num_classes)
 
     return BudgetRepairSampler(
         sampler, lambda proposal: shrink_to_budget(space, proposal, count, max_params)

@@ -46,13 +46,27 @@ from sweep.space_params import ParamSpec, parse_params, resolve_key, suggest_val
 OBJECTIVES = {"val_acc": "maximize"}
 SAMPLERS = ("tpe", "random", "nsga2")
 EARLY_STOPPING = ("median", "hyperband", "none")
-_SETTING_SECTIONS = ("dataset", "budget", "teacher")
+_SETTING_SECTIONS = (
+    "dataset",
+    "budget",
+    "teacher",
+    "train",
+    "kd",
+    "prune",
+    "lowrank",
+    "quantize",
+)
 _TOP_LEVEL = {
     "study",
     "objective",
     "budget",
     "dataset",
     "teacher",
+    "train",
+    "kd",
+    "prune",
+    "lowrank",
+    "quantize",
     "sampler",
     "early_stopping",
     "fixed",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -19,8 +19,73 @@ from torch.nn import functional as F
 
 from sweep.config import KDConfig, TrainConfig
 from sweep.distill import distillation_loss, temperature_at
+from sweep.prune import retarget_optimizer
+from sweep.stages import Stage
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+class Distiller(Protocol):
+    """How a batch's loss is made from the student's (and teacher's) outputs.
+
+    The default is Hinton's loss on logits; :mod:`sweep.distillers` has the others. A
+    distiller may train modules of its own (a hint regressor, a peer student): they are
+    optimised with the student but are not part of it.
+    """
+
+    def extra_modules(self) -> list[nn.Module]:
+        """Modules trained alongside the student (not exported, not counted)."""
+
+    def model_changed(self, model: nn.Module) -> None:
+        """The student's architecture changed (pruned, factorized); adapt to it."""
+
+    def loss(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        student_logits: Tensor,
+        teacher_logits: Tensor | None,
+        *,
+        alpha: float,
+        temperature: float,
+        label_smoothing: float,
+        autocast: Autocast,
+    ) -> dict[str, Tensor]:
+        """The batch's loss parts; ``loss`` is what is minimised."""
+
+
+class LogitDistiller:
+    """Hinton's distillation loss (plain cross-entropy without teacher logits)."""
+
+    def extra_modules(self) -> list[nn.Module]:
+        """None."""
+        return []
+
+    def model_changed(self, model: nn.Module) -> None:
+        """Nothing depends on the student's shape."""
+
+    def loss(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        student_logits: Tensor,
+        teacher_logits: Tensor | None,
+        *,
+        alpha: float,
+        temperature: float,
+        label_smoothing: float,
+        autocast: Autocast,
+    ) -> dict[str, Tensor]:
+        """See :func:`~sweep.distill.distillation_loss`."""
+        return distillation_loss(
+            student_logits,
+            teacher_logits,
+            labels,
+            alpha=alpha,
+            temperature=temperature,
+            label_smoothing=label_smoothing,
+        )
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -67,10 +132,17 @@ class TrainResult:
 
 def _cpu_copy(model: nn.Module) -> dict[str, Tensor]:
     # Contiguous CPU copies: independent of later updates, and saveable/loadable anywhere.
-    return {
+    state = {
         k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
         for k, v in model.state_dict().items()
     }
+    # A weight under an unstructured-pruning mask is stored as ``weight_orig`` and
+    # ``weight_mask``; the checkpoint holds the weight the model uses, as after make_permanent.
+    for key in [k for k in state if k.endswith("_orig")]:
+        base = key[: -len("_orig")]
+        if base + "_mask" in state:
+            state[base] = state.pop(key) * state.pop(base + "_mask")
+    return state
 
 
 def _to_device(images: Tensor, labels: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -154,6 +226,8 @@ def train(
     teacher: nn.Module | None = None,
     on_epoch_end: EpochCallback | None = None,
     device: torch.device | None = None,
+    stages: Sequence[Stage] = (),
+    distiller: Distiller | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
@@ -173,6 +247,10 @@ def train(
         on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch's validation;
             returning True stops training early.
         device: overrides ``cfg.device``.
+        stages: compression stages (:mod:`sweep.stages`), called before each epoch; after a
+            stage changes the model the optimizer follows it, and the best epoch is chosen
+            among the epochs after the last change.
+        distiller: makes each batch's loss (default Hinton's, :class:`LogitDistiller`).
 
     Returns:
         The best validation accuracy, its epoch, the per-epoch metrics and best weights.
@@ -195,12 +273,18 @@ def train(
     if cuda:
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
     memory_format = torch.channels_last if cuda else torch.preserve_format
-    model.to(device, memory_format=memory_format)
+    distiller = distiller if distiller is not None else LogitDistiller()
+
+    def trainable() -> nn.ModuleList:
+        # The distiller's own modules (regressor, peer) are optimised with the student.
+        modules = nn.ModuleList([model, *distiller.extra_modules()])
+        return modules.to(device, memory_format=memory_format)
+
     if teacher is not None:
         teacher.to(device, memory_format=memory_format).eval()
     # A compiled view shares the parameters; evaluation and checkpoints use the plain module.
     forward = torch.compile(model) if cfg.compile else model
-    optimizer = _optimizer(model, cfg)
+    optimizer = _optimizer(trainable(), cfg)
     total_steps = cfg.epochs * steps_per_epoch
     scheduler = _scheduler(optimizer, cfg, total_steps)
     step = 0
@@ -211,12 +295,26 @@ def train(
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def one_batch() -> tuple[Tensor, Tensor]:
+        images, labels, *_ = next(iter(data.train))
+        return _to_device(images, labels, device)
+
     history: list[dict[str, float]] = []
     best_acc, best_epoch, best_state = -math.inf, -1, _cpu_copy(model)
     stopped_early = False
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         epoch_start = time.perf_counter()
+        if hasattr(data.train, "set_epoch"):
+            data.train.set_epoch(epoch)
+        changes = {stage.before_epoch(epoch, model, one_batch) for stage in stages}
+        if changes - {None}:
+            # Earlier checkpoints describe a model this one no longer is (or will not load).
+            best_acc, best_epoch, best_state = -math.inf, -1, _cpu_copy(model)
+        if "architecture" in changes:
+            distiller.model_changed(model)
+            retarget_optimizer(optimizer, trainable())
+            forward = torch.compile(model) if cfg.compile else model
         temperature = 0.0
         if distil:
             temperature = temperature_at(
@@ -229,9 +327,7 @@ def train(
             )
         alpha = kd.alpha if distil else 0.0
         model.train()
-        if hasattr(data.train, "set_epoch"):
-            data.train.set_epoch(epoch)
-        sums = [0.0, 0.0, 0.0]  # sample-weighted loss, kd_loss, task_loss
+        sums: dict[str, float] = {}  # sample-weighted loss parts
         seen = 0
         for batch, (images, labels, *cached) in enumerate(data.train):
             images, labels = _to_device(images, labels, device)
@@ -244,19 +340,22 @@ def train(
             with autocast():
                 student_logits = forward(images)
             # The loss itself in float32: softmax at high temperature is sensitive to precision.
-            parts = distillation_loss(
+            parts = distiller.loss(
+                images,
+                labels,
                 student_logits.float(),
                 teacher_logits,
-                labels,
                 alpha=alpha,
                 temperature=temperature if distil else 1.0,
                 label_smoothing=cfg.label_smoothing,
+                autocast=autocast,
             )
             loss = parts["loss"]
-            values = torch.stack([loss, parts["kd_loss"], parts["task_loss"]]).detach().tolist()
-            if not math.isfinite(values[0]):
+            stacked = torch.stack(list(parts.values())).detach().tolist()
+            values = dict(zip(parts, stacked, strict=True))
+            if not math.isfinite(values["loss"]):
                 raise FloatingPointError(
-                    f"training loss is {values[0]} at epoch {epoch} batch {batch}; "
+                    f"training loss is {values['loss']} at epoch {epoch} batch {batch}; "
                     "the run diverged (try a lower lr)"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -268,14 +367,13 @@ def train(
                 scheduler.step()
             n = labels.shape[0]
             seen += n
-            for i, value in enumerate(values):
-                sums[i] += value * n
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value * n
 
         val_acc, val_loss = evaluate(model, data.val, device)
+        losses = {"train_loss" if k == "loss" else k: v / max(seen, 1) for k, v in sums.items()}
         metrics = {
-            "train_loss": sums[0] / max(seen, 1),
-            "kd_loss": sums[1] / max(seen, 1),
-            "task_loss": sums[2] / max(seen, 1),
+            **losses,
             "val_acc": val_acc,
             "val_loss": val_loss,
             "lr": float(optimizer.param_groups[0]["lr"]),
@@ -291,6 +389,8 @@ def train(
             break
 
     train_seconds = time.perf_counter() - start
+    for stage in stages:
+        stage.after_training(model)
     model.load_state_dict(best_state)
     return TrainResult(
         val_acc=best_acc if history else 0.0,

@@ -18,13 +18,19 @@ from sweep.config import TrialConfig
 from sweep.data import build_data, resolve_root
 from sweep.data.batches import build_cached_data
 from sweep.data.decoded import decoded_split
+from sweep.distillers import replays_soft_labels
 from sweep.paths import cache_dir
 from sweep.soft_labels import SoftLabels, soft_labels
 
 
 def uses_cached_teacher(cfg: TrialConfig) -> bool:
-    """Whether a trial reads the teacher's logits from the soft-label cache."""
-    return cfg.dataset.cache and cfg.kd.teacher_mode == "cached" and cfg.kd.alpha > 0
+    """Whether a trial reads the teacher's logits from the soft-label cache.
+
+    Only methods that need nothing but the teacher's logits can (not fitnet or rkd, which
+    read its features; not takd or dml, taught by an assistant or a peer).
+    """
+    cached = cfg.dataset.cache and cfg.kd.teacher_mode == "cached" and cfg.kd.alpha > 0
+    return cached and replays_soft_labels(cfg)
 
 
 def study_soft_labels(
