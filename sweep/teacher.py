@@ -44,7 +44,8 @@ def _one_line(exc: BaseException) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint(path: Path) -> Any:
+    """Load a checkpoint file weights-only; a missing or unreadable file is a CheckpointError."""
     if not path.exists():
         raise CheckpointError(f"{path}: teacher checkpoint not found")
     if not path.is_file():
@@ -68,7 +69,7 @@ def _read(path: Path) -> Any:
         ) from exc
 
 
-def _state_dict_of(path: Path, obj: Any) -> dict[str, Tensor]:
+def unwrap_state_dict(path: Path, obj: Any) -> dict[str, Tensor]:
     """Unwrap ``{"state_dict": sd}`` / ``{"model": sd}`` and strip wrapper key prefixes."""
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -143,7 +144,7 @@ def load_teacher(path: str | Path, num_classes: int) -> nn.Module:
             ResNet18 with ``num_classes`` outputs; the message names the file and the problem.
     """
     path = Path(path)
-    state = _state_dict_of(path, _read(path))
+    state = unwrap_state_dict(path, read_checkpoint(path))
     model = build_teacher(num_classes)
     _check_matches(path, state, model)
     model.load_state_dict(state, strict=False)  # strictness checked above, with better messages

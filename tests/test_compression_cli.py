@@ -22,6 +22,7 @@ from test_cli import sweep_cli
 
 from conftest import TINY_DATASET, TINY_TEACHER
 from sweep.budget import count_params
+from sweep.checkpoints import load_checkpoint_model
 from sweep.compression import build_planned
 from sweep.config import from_dict
 from sweep.quantize import load_quantized
@@ -130,6 +131,10 @@ def test_export_int8_reloads_the_pruned_student(home: Path, pruned: Path, tmp_pa
     model = build_planned(cfg, config["num_classes"], config["prune_ratio"])
     model.load_state_dict(torch.load(out / "student_best.ckpt", weights_only=True))
     assert count_params(model) == summary["params"] <= 60_000
+    # `sweep prune-curve` finds the same architecture from the exported folder.
+    loaded, family = load_checkpoint_model(out / "student_best.ckpt", config["num_classes"])
+    assert family == "dsconv"
+    assert count_params(loaded) == summary["params"]
     images = torch.rand(4, 3, 16, 16)
     with torch.no_grad():
         float_logits = model.eval()(images)
