@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import resnet18
 
+from conftest import tiny_loaders
 from sweep.assistant import assistant_options, assistant_path
 from sweep.budget import count_params
 from sweep.compression import plan_trial
@@ -36,13 +35,7 @@ SMALL = {"student.stem": 8, "student.widths": [16, 32, 64]}  # 3,955 parameters 
 METHODS = ["hinton", "fitnet", "rkd", "dml", "takd"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny tensors: a second intra-op thread gains nothing and spin-waits when cores are busy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +56,7 @@ def config(settings: dict[str, Any]) -> TrialConfig:
 
 
 def tiny_data(n: int = 32, batch: int = 16) -> types.SimpleNamespace:
-    gen = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, CLASSES, (n,), generator=gen)
-    images = torch.rand(n, 3, SIZE, SIZE, generator=gen)
-    images[torch.arange(n), labels] += 0.5  # learnable from the mean colour
-    dataset = TensorDataset(images, labels)
-    return types.SimpleNamespace(
-        train=DataLoader(dataset, batch_size=batch, shuffle=True),
-        val=DataLoader(dataset, batch_size=batch),
-    )
+    return tiny_loaders(CLASSES, SIZE, n, batch)
 
 
 def student(cfg: TrialConfig, seed: int = 0) -> nn.Module:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -35,14 +35,7 @@ OVER_BUDGET = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # These tensors are tiny: a second intra-op thread gains nothing, and when other processes
-    # hold the cores its spin-waiting made this file 4x slower (80 s against 20 s).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def builder(family: str, options: dict | None = None) -> Callable[[], nn.Module]:

@@ -8,7 +8,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,13 +45,7 @@ FAST = Timing(CPU, batch=1, repeats=3, warmup=1)  # values are checked, not spee
 STUDENT = {"student.family": "dsconv", "student.stem": 8, "student.widths": [16, 32, 64]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny tensors: more intra-op threads only spin-wait when other processes hold the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def student(num_classes: int = CLASSES) -> nn.Module:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import types
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import tiny_loaders
 from sweep.budget import count_params
 from sweep.compression import Plan, build_planned, plan_trial
 from sweep.config import TrialConfig, build_config
@@ -34,13 +33,7 @@ SIZE = 16
 SMALL = {"student.stem": 8, "student.widths": [16, 32, 64]}  # 3,955 parameters at 3 classes
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny tensors: a second intra-op thread gains nothing and spin-waits when cores are busy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(settings: dict[str, Any]) -> TrialConfig:
@@ -49,15 +42,7 @@ def config(settings: dict[str, Any]) -> TrialConfig:
 
 
 def tiny_data(n: int = 32, batch: int = 16) -> types.SimpleNamespace:
-    gen = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, CLASSES, (n,), generator=gen)
-    images = torch.rand(n, 3, SIZE, SIZE, generator=gen)
-    images[torch.arange(n), labels] += 0.5  # learnable from the mean colour
-    dataset = TensorDataset(images, labels)
-    return types.SimpleNamespace(
-        train=DataLoader(dataset, batch_size=batch, shuffle=True),
-        val=DataLoader(dataset, batch_size=batch),
-    )
+    return tiny_loaders(CLASSES, SIZE, n, batch)
 
 
 def student(cfg: TrialConfig, seed: int = 3) -> nn.Module:
