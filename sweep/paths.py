@@ -42,3 +42,17 @@ def teachers_dir(home: Path) -> Path:
 def cache_dir(home: Path) -> Path:
     """Decoded images and teacher soft labels, keyed by fingerprints of their inputs."""
     return home / "cache"
+
+
+def workers_dir(home: Path) -> Path:
+    """Per-host worker bookkeeping: ``<pid>.json`` (the trial a worker holds), logs, locks."""
+    return home / "workers"
+
+
+def study_lock_path(home: Path, study_name: str) -> Path:
+    """The lock that serialises "count the trials, then take one" among this host's workers.
+
+    It also guards creating the study's MLflow parent run, so two processes starting the same
+    study at once end with one parent.
+    """
+    return workers_dir(home) / f"{study_name}.lock"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console
@@ -60,6 +61,29 @@ class SweepProgress:
         self._progress.update(
             self._trial, completed=epoch + 1, note=f"val_acc {metrics['val_acc']:.4f}"
         )
+
+    def trials_running(self, running: Sequence[tuple[int, int]], epochs: int) -> None:
+        """Show a pool's trials in flight: one bar over all their epochs.
+
+        Args:
+            running: ``(trial number, epochs done)`` of each running trial.
+            epochs: epochs a trial trains for.
+        """
+        if not running:
+            self._progress.update(self._trial, visible=False)
+            return
+        self._progress.update(
+            self._trial,
+            total=max(epochs, 1) * len(running),
+            completed=sum(done for _, done in running),
+            visible=True,
+            description=f"{len(running)} running",
+            note=" ".join(f"#{number} {done}/{epochs}" for number, done in running),
+        )
+
+    def note(self, line: str) -> None:
+        """Print one line above the bars (a worker restarted, a trial retried)."""
+        self.console.print(line, highlight=False)
 
     def trial_finished(
         self, number: int, state: str, line: str, done: int, best: float | None

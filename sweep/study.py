@@ -8,24 +8,29 @@ only over-budget models stops with a message instead of looping.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
+import torch
+from filelock import FileLock
 from optuna.storages import BaseStorage
 
 from sweep.config import flatten
 from sweep.errors import SweepError
+from sweep.kd_methods import kd_method
 from sweep.objective import Objective, TrialContext
-from sweep.pareto import (
-    TrialRecord,
-    best_trial,
-    infeasible_streak,
-    pareto_front,
-    record,
+from sweep.pareto import TrialRecord, best_trial, infeasible_streak, pareto_front, record
+from sweep.paths import (
+    artifact_location,
+    default_storage,
+    study_lock_path,
+    sweep_home,
+    tracking_uri,
 )
-from sweep.paths import artifact_location, default_storage, sweep_home, tracking_uri
 from sweep.plots import front_figure
 from sweep.preflight import preflight
 from sweep.progress import SweepProgress
@@ -33,11 +38,15 @@ from sweep.samplers import make_pruner, make_sampler
 from sweep.space import SearchSpace, parse_space
 from sweep.storage import open_storage, study_names
 from sweep.teacher_store import ensure_teacher
-from sweep.tracking import FRONT_ATTR, Tracker
+from sweep.tracking import FRONT_ATTR, Tracker, check_reachable
 
 MAX_FAILED_STREAK = 5
 SPACE_ATTR = "space"
 REGISTERED_ATTR = "registered_trial"
+# What `sweep run` asked for, so `sweep worker` on another host knows when to stop, and how
+# often a trial whose worker died is tried again.
+TARGET_ATTR = "target_trials"
+MAX_RETRIES_ATTR = "max_retries"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,22 @@ class SweepSummary:
     best: TrialRecord | None
     front: list[TrialRecord]
     parent_run_id: str
+
+
+@dataclass(frozen=True)
+class SweepSession:
+    """A study opened by ``sweep run``: everything its trials, or its workers, need."""
+
+    space: SearchSpace
+    trials: int
+    home: Path
+    storage_url: str
+    storage: BaseStorage
+    study: optuna.Study
+    tracker: Tracker
+    parent_id: str
+    num_classes: int
+    max_retries: int
 
 
 def load_records(study: optuna.Study) -> list[TrialRecord]:
@@ -83,19 +108,10 @@ def open_study(
 
 def front_table(front: list[TrialRecord]) -> pd.DataFrame:
     """The front as a table (``pareto.csv``): one row per trial, fewest parameters first."""
-    rows = [
-        {
-            "trial": r.number,
-            "val_acc": r.val_acc,
-            "params": r.params,
-            "macs": r.macs,
-            "family": r.family,
-            "run_id": r.run_id,
-        }
-        for r in front
-    ]
-    columns = ["trial", "val_acc", "params", "macs", "family", "run_id"]
-    return pd.DataFrame(rows, columns=columns)
+    fields = {"trial": "number", "val_acc": "val_acc", "params": "params", "macs": "macs"}
+    fields.update({"family": "family", "run_id": "run_id"})
+    rows = [[getattr(r, name) for name in fields.values()] for r in front]
+    return pd.DataFrame(rows, columns=list(fields))
 
 
 def refresh_front(
@@ -137,14 +153,97 @@ def read_study(
     return study, space, load_records(study)
 
 
+def open_sweep(
+    space: SearchSpace,
+    trials: int,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    max_retries: int = 1,
+) -> SweepSession:
+    """Check the input, then create or resume the study and its MLflow parent run.
+
+    Args:
+        space: the validated search space.
+        trials: finished trials the study should hold (kept in its user attrs for workers).
+        storage_url: Optuna storage; default the journal file under the home folder.
+        home: the sweep home folder; default ``$SWEEP_HOME`` or ``./sweep-runs``.
+        max_retries: how often a trial whose worker died is tried again.
+
+    Returns:
+        The open session.
+    """
+    home = home or sweep_home()
+    checked = preflight(space, home)  # before anything is created: bad input changes nothing
+    home.mkdir(parents=True, exist_ok=True)
+    storage_url = storage_url or default_storage(home)
+    check_reachable(tracking_uri(home))  # before the storage writes its first byte
+    # runners builds on this module (hence the late import): on a database, trials of
+    # workers that stopped beating are failed, their runs ended and the trials retried.
+    from runners.recovery import StaleTrialRetry
+
+    stale = StaleTrialRetry()
+    storage = open_storage(storage_url, on_stale_trial=stale)
+    tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(space.study_name, storage, space, checked.num_classes)
+    study.set_user_attr(SPACE_ATTR, space.document)
+    study.set_user_attr(TARGET_ATTR, trials)
+    study.set_user_attr(MAX_RETRIES_ATTR, max_retries)
+    lock = study_lock_path(home, space.study_name)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        parent_id = tracker.ensure_parent(study, _description(space, trials))
+    stale.bind(tracker, parent_id, max_retries)
+    return SweepSession(
+        space,
+        trials,
+        home,
+        storage_url,
+        storage,
+        study,
+        tracker,
+        parent_id,
+        checked.num_classes,
+        max_retries,
+    )
+
+
+@contextmanager
+def parent_running(session: SweepSession) -> Iterator[None]:
+    """Mark the parent run RUNNING for the block, then FINISHED, KILLED (Ctrl-C) or FAILED."""
+    session.tracker.set_status(session.parent_id, "RUNNING")
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        session.tracker.set_status(session.parent_id, status)
+
+
+def close_sweep(session: SweepSession) -> SweepSummary:
+    """Publish the final front, register the best feasible model, and summarise."""
+    space, study, tracker = session.space, session.study, session.tracker
+    max_params = space.trial_config({}).budget.max_params
+    records, front = refresh_front(study, tracker, session.parent_id, max_params)
+    best = best_trial(records, max_params, space.direction)
+    if best is not None and study.user_attrs.get(REGISTERED_ATTR) != best.number:
+        _register(best, study, tracker)
+    finished = sum(r.finished for r in records)
+    return SweepSummary(space.study_name, finished, best, front, session.parent_id)
+
+
 def run_sweep(
     space: SearchSpace,
     trials: int,
     storage_url: str | None = None,
     home: Path | None = None,
     show_progress: bool = True,
+    max_retries: int = 1,
 ) -> SweepSummary:
-    """Run (or continue) a study until it holds ``trials`` finished trials.
+    """Run (or continue) a study in this process until it holds ``trials`` finished trials.
 
     Args:
         space: the validated search space.
@@ -152,57 +251,39 @@ def run_sweep(
         storage_url: Optuna storage; default the journal file under the home folder.
         home: the sweep home folder; default ``$SWEEP_HOME`` or ``./sweep-runs``.
         show_progress: draw the live display (it is off anyway when not on a terminal).
+        max_retries: how often a trial whose worker died is tried again (workers joining
+            the study read it).
 
     Returns:
         The summary: finished count, best feasible trial, the front, the parent run.
     """
-    home = home or sweep_home()
-    checked = preflight(space, home)  # before anything is created: bad input changes nothing
-    home.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(storage_url or default_storage(home))
-    tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(space.study_name, storage, space, checked.num_classes)
-    study.set_user_attr(SPACE_ATTR, space.document)
-    parent_id = tracker.ensure_parent(study, _description(space, trials))
-    tracker.set_status(parent_id, "RUNNING")
-    status = "FAILED"
-    try:
-        _run_trials(
-            study, space, trials, home, tracker, parent_id, checked.num_classes, show_progress
-        )
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        tracker.set_status(parent_id, status)
+    session = open_sweep(space, trials, storage_url, home, max_retries)
+    with parent_running(session):
+        _run_trials(session, show_progress)
+    return close_sweep(session)
+
+
+def _run_trials(session: SweepSession, show_progress: bool) -> None:
+    """Run trials in this process until the study holds ``session.trials`` finished ones."""
+    # runners builds on this module; the loop it shares with every worker comes in here.
+    from runners.loop import TrialLoop
+
+    space, study, tracker, parent_id = (
+        session.space,
+        session.study,
+        session.tracker,
+        session.parent_id,
+    )
     max_params = space.trial_config({}).budget.max_params
-    records, front = refresh_front(study, tracker, parent_id, max_params)
-    best = best_trial(records, max_params, space.direction)
-    if best is not None and study.user_attrs.get(REGISTERED_ATTR) != best.number:
-        _register(best, study, tracker)
-    return SweepSummary(space.study_name, sum(r.finished for r in records), best, front, parent_id)
-
-
-def _run_trials(
-    study: optuna.Study,
-    space: SearchSpace,
-    trials: int,
-    home: Path,
-    tracker: Tracker,
-    parent_id: str,
-    num_classes: int,
-    show_progress: bool,
-) -> None:
-    """Run trials one at a time until the study holds ``trials`` finished ones."""
-    base = space.trial_config({})
-    max_params = base.budget.max_params
     records = load_records(study)
     best = best_trial(records, max_params, space.direction)
     done = sum(r.finished for r in records)
     display = SweepProgress(
-        space.study_name, trials, done, best.val_acc if best else None, enabled=show_progress
+        space.study_name,
+        session.trials,
+        done,
+        best.val_acc if best else None,
+        enabled=show_progress,
     )
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -212,39 +293,72 @@ def _run_trials(
         display.trial_finished(
             trial.number,
             finished.state,
-            _trial_line(finished, trial),
+            trial_line(finished, trial),
             sum(r.finished for r in records),
             best.val_acc if best else None,
         )
 
     with display:
-        teacher, teacher_path = None, None
-        if base.kd.alpha > 0 or any(p.name == "kd.alpha" for p in space.params):
-
-            def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-                display.console.print(
-                    f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}",
-                    highlight=False,
-                )
-
-            teacher, teacher_path = ensure_teacher(base, num_classes, home, on_epoch)
+        teacher, teacher_path = study_teacher(space, session.num_classes, session.home, display)
         context = TrialContext(
             space=space,
-            home=home,
+            home=session.home,
             tracker=tracker,
             parent_id=parent_id,
-            num_classes=num_classes,
+            num_classes=session.num_classes,
             teacher=teacher,
             teacher_path=teacher_path,
             progress=display,
         )
-        objective = Objective(context)
-        while True:
-            records = load_records(study)
-            if sum(r.finished for r in records) >= trials:
-                return
-            _check_streaks(records, space)
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[on_trial_end])
+        TrialLoop(
+            study=study,
+            storage=session.storage,
+            tracker=tracker,
+            parent_id=parent_id,
+            home=session.home,
+            target=session.trials,
+            max_retries=session.max_retries,
+            objective=Objective(context),
+            stop_check=lambda records: check_streaks(records, space),
+            callbacks=[on_trial_end],
+        ).run()
+
+
+def study_teacher(
+    space: SearchSpace, num_classes: int, home: Path, display: SweepProgress | None = None
+) -> tuple[torch.nn.Module | None, Path | None]:
+    """The study's teacher when any trial may distil (trained here once if needed).
+
+    Args:
+        space: the search space.
+        num_classes: classes of the data set.
+        home: the sweep home folder.
+        display: shows the teacher's epochs while it trains; None prints nothing.
+
+    Returns:
+        The teacher and its checkpoint, or ``(None, None)`` when no trial distils.
+    """
+    base = space.trial_config({})
+    if not _may_distil(space):
+        return None, None
+
+    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+        if display is not None:
+            display.note(f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}")
+
+    return ensure_teacher(base, num_classes, home, on_epoch)
+
+
+def _may_distil(space: SearchSpace) -> bool:
+    """Whether any trial of the space may need the teacher (or an assistant made from it)."""
+    searched = {p.name for p in space.params}
+    if searched & {"kd.alpha", "kd.method"}:
+        return True
+    base = space.trial_config({})
+    method = kd_method(base.kd.method)
+    if method.peer_student:  # mutual learning: a peer teaches, never the teacher
+        return False
+    return base.kd.alpha > 0 or method.needs_teacher_features
 
 
 def _register(best: TrialRecord, study: optuna.Study, tracker: Tracker) -> None:
@@ -256,7 +370,12 @@ def _register(best: TrialRecord, study: optuna.Study, tracker: Tracker) -> None:
     study.set_user_attr(REGISTERED_ATTR, best.number)
 
 
-def _check_streaks(records: list[TrialRecord], space: SearchSpace) -> None:
+def check_streaks(records: list[TrialRecord], space: SearchSpace) -> None:
+    """Stop a study that only proposes over-budget models, or whose trials keep failing.
+
+    Raises:
+        SweepError: naming the space file and what to change.
+    """
     streak = infeasible_streak(records)
     if streak >= space.max_infeasible_streak:
         raise SweepError(
@@ -276,7 +395,8 @@ def _check_streaks(records: list[TrialRecord], space: SearchSpace) -> None:
         )
 
 
-def _trial_line(r: TrialRecord, trial: optuna.trial.FrozenTrial) -> str:
+def trial_line(r: TrialRecord, trial: optuna.trial.FrozenTrial) -> str:
+    """The progress line's text for a finished trial: accuracy and size, or why it failed."""
     params = f"{r.params:,} params" if r.params is not None else ""
     if r.state == "failed":
         return f"{params} failed: {trial.system_attrs.get('fail_reason', 'see the log')}"

@@ -8,8 +8,11 @@ every worker, on every host, nests its children under the same parent.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,10 @@ from sweep.pareto import TrialRecord
 
 PARENT_ATTR = "mlflow_parent_run_id"
 FRONT_ATTR = "pareto_trials"
+# How long a process that just published a new parent run waits before reading the study's
+# attribute back: long enough for a rival that read "no parent" at the same moment to have
+# written its own, so both see the same last writer.
+PARENT_SETTLE_SECONDS = 0.5
 # MLflow's status for each trial state: an early-stopped or never-trained trial was killed
 # before the end; the ``state`` tag tells which.
 RUN_STATUS = {
@@ -48,6 +55,7 @@ class Tracker:
     ) -> None:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
+        check_reachable(tracking_uri)
         try:
             experiment = self.client.get_experiment_by_name(experiment_name)
             if experiment is None:
@@ -63,25 +71,62 @@ class Tracker:
             ) from None
         self.experiment_id = experiment_id
         self.experiment_name = experiment_name
+        # Called as (trial number, run id) once a trial's run exists: a worker records it
+        # with the trial it holds, so whoever finds the worker dead can end the run.
+        self.on_trial_run: Callable[[int, str], None] | None = None
 
     def ensure_parent(self, study: Any, description: Mapping[str, Any]) -> str:
         """Return the study's parent run id, creating the run on first use.
+
+        Two processes may create the parent at once (two hosts starting the same study).
+        Each publishes its run in the study's user attrs, waits, reads the attribute back
+        and deletes its own run when another one won, so the study keeps one parent. Callers
+        on one host also hold the study's lock (see :func:`sweep.paths.study_lock_path`).
 
         Args:
             study: the Optuna study (its user attrs hold the parent id).
             description: settings logged as the parent's params (sampler, budget, ...).
         """
-        run_id = study.user_attrs.get(PARENT_ATTR)
+        run_id = self._existing_parent(study)
         if run_id is not None:
-            try:
-                self.client.get_run(run_id)
-                return run_id
-            except Exception:  # noqa: BLE001 - the store was wiped: make a new parent.
-                pass
+            return run_id
         tags = {"sweep.role": "study", "optuna.study": study.study_name}
-        run_id = self.start_run(study.study_name, description, tags)
-        study.set_user_attr(PARENT_ATTR, run_id)
+        mine = self.start_run(study.study_name, description, tags)
+        if self._existing_parent(study) is None:
+            study.set_user_attr(PARENT_ATTR, mine)
+            time.sleep(PARENT_SETTLE_SECONDS)
+        winner = self._existing_parent(study)
+        if winner is None:  # our write was the only one, yet unreadable: keep ours
+            study.set_user_attr(PARENT_ATTR, mine)
+            return mine
+        if winner != mine:
+            self.client.delete_run(mine)
+        return winner
+
+    def parent_of(self, study: Any) -> str:
+        """The parent run of a study that ``sweep run`` started (workers only read it).
+
+        Raises:
+            SweepError: the study has no parent run in this tracking store.
+        """
+        run_id = self._existing_parent(study)
+        if run_id is None:
+            raise SweepError(
+                f"MLFLOW_TRACKING_URI: {self.tracking_uri}: holds no parent run of study "
+                f"{study.study_name!r}; start the study with `sweep run` and point every "
+                f"worker at the same tracking server"
+            )
         return run_id
+
+    def _existing_parent(self, study: Any) -> str | None:
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id is None:
+            return None
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - the store was wiped: the id names nothing.
+            return None
+        return None if run.info.lifecycle_stage == "deleted" else run_id
 
     def start_run(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """Create a run with params and tags; returns its id."""
@@ -96,8 +141,13 @@ class Tracker:
             "optuna.trial": str(number),
             "state": "running",
             "sweep.role": "trial",
+            # Which process ran it: workers on several hosts share one parent run.
+            "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
         }
-        return self.start_run(f"trial-{number:04d}", params, tags)
+        run_id = self.start_run(f"trial-{number:04d}", params, tags)
+        if self.on_trial_run is not None:
+            self.on_trial_run(number, run_id)
+        return run_id
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log a dict of metrics at one step (one epoch)."""
@@ -135,6 +185,29 @@ class Tracker:
         """Tag the trial's state and end its run with the matching MLflow status."""
         self.client.set_tag(run_id, "state", state)
         self.client.set_terminated(run_id, status=RUN_STATUS[state])
+
+    def fail_running_trial(self, parent_id: str, number: int, run_id: str | None) -> bool:
+        """End a trial's child run as FAILED if it is still RUNNING (its worker died).
+
+        Args:
+            parent_id: the study's parent run.
+            number: the trial number (found by tag when the run id was never recorded).
+            run_id: the child run, when known.
+
+        Returns:
+            Whether a running run was ended.
+        """
+        if run_id is None:
+            where = (
+                f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`optuna.trial` = "
+                f"'{number}' and attributes.status = 'RUNNING'"
+            )
+            runs = self.client.search_runs([self.experiment_id], filter_string=where)
+            run_id = runs[0].info.run_id if runs else None
+        if run_id is None or self.client.get_run(run_id).info.status != "RUNNING":
+            return False
+        self.finish_trial(run_id, "failed")
+        return True
 
     def update_front(
         self,
@@ -195,6 +268,29 @@ class Tracker:
         items = [Param(str(k), _param_text(v)) for k, v in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params a batch.
             self.client.log_batch(run_id, params=items[start : start + 100], synchronous=True)
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail fast on a tracking server that does not answer.
+
+    MLflow's own client retries a dead server with backoff for minutes (right for a short
+    outage mid-run, wrong at start): one quick probe of ``/health`` first. Local stores
+    (``sqlite:///...``) pass.
+
+    Raises:
+        SweepError: the server does not answer.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(tracking_uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise SweepError(
+            f"MLFLOW_TRACKING_URI: {tracking_uri}: cannot use it (no answer: {reason})"
+        ) from None
 
 
 def _param_text(value: Any) -> str:
