@@ -7,6 +7,7 @@ background, and the study and MLflow runs it wrote.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,11 +56,23 @@ def sweep(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=cli_env(home), capture_output=True, text=True, timeout=600)
 
 
+def _as_from_a_terminal() -> None:
+    # A job started in the background by a non-interactive shell (CI runners, nohup ... &)
+    # inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt. A user's
+    # Ctrl-C comes from a terminal, where SIGINT is not ignored: start the CLI as it would be.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(home: Path, *args: str) -> subprocess.Popen[str]:
-    """Start the ``sweep`` CLI in the background."""
+    """Start the ``sweep`` CLI in the background, with SIGINT as a terminal would leave it."""
     command = [sys.executable, "-m", "sweep.cli", *args]
     return subprocess.Popen(
-        command, env=cli_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=cli_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
