@@ -39,8 +39,8 @@ from sweep.study import (
     close_sweep,
     open_sweep,
     parent_running,
-    study_teacher,
 )
+from sweep.teacher_store import study_teacher
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30.0

@@ -37,8 +37,8 @@ from sweep.study import (
     check_streaks,
     open_study,
     refresh_front,
-    study_teacher,
 )
+from sweep.teacher_store import study_teacher
 from sweep.tracking import Tracker
 
 # Set by the pool to its own pid: a worker whose parent is gone stops after its trial.

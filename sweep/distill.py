@@ -6,12 +6,14 @@ into a temperature.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 # fn(epoch, epochs, start, end, steps) -> temperature, called with epochs >= 2.
 TemperatureSchedule = Callable[[int, int, float, float, int], float]
@@ -166,3 +168,68 @@ def temperature_at(
     if epochs == 1:
         return float(start)
     return float(TEMPERATURE_SCHEDULES[schedule](epoch, epochs, start, end, steps))
+
+
+Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+class Distiller(Protocol):
+    """How a batch's loss is made from the student's (and teacher's) outputs.
+
+    The default is Hinton's loss on logits; :mod:`sweep.distillers` has the others. A
+    distiller may train modules of its own (a hint regressor, a peer student): they are
+    optimised with the student but are not part of it.
+    """
+
+    def extra_modules(self) -> list[nn.Module]:
+        """Modules trained alongside the student (not exported, not counted)."""
+
+    def model_changed(self, model: nn.Module) -> None:
+        """The student's architecture changed (pruned, factorized); adapt to it."""
+
+    def loss(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        student_logits: Tensor,
+        teacher_logits: Tensor | None,
+        *,
+        alpha: float,
+        temperature: float,
+        label_smoothing: float,
+        autocast: Autocast,
+    ) -> dict[str, Tensor]:
+        """The batch's loss parts; ``loss`` is what is minimised."""
+
+
+class LogitDistiller:
+    """Hinton's distillation loss (plain cross-entropy without teacher logits)."""
+
+    def extra_modules(self) -> list[nn.Module]:
+        """None."""
+        return []
+
+    def model_changed(self, model: nn.Module) -> None:
+        """Nothing depends on the student's shape."""
+
+    def loss(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        student_logits: Tensor,
+        teacher_logits: Tensor | None,
+        *,
+        alpha: float,
+        temperature: float,
+        label_smoothing: float,
+        autocast: Autocast,
+    ) -> dict[str, Tensor]:
+        """See :func:`~sweep.distill.distillation_loss`."""
+        return distillation_loss(
+            student_logits,
+            teacher_logits,
+            labels,
+            alpha=alpha,
+            temperature=temperature,
+            label_smoothing=label_smoothing,
+        )

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.config import TrialConfig
+from sweep.distill import Autocast
 from sweep.feature_taps import (
     FeatureTap,
     HintRegressor,
@@ -23,7 +24,6 @@ from sweep.feature_taps import (
 )
 from sweep.kd_methods import dml_loss, kd_method, method_loss
 from sweep.students import create_student
-from sweep.train import Autocast
 
 
 class MethodDistiller:

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import torch
 from filelock import FileLock
 from optuna.storages import BaseStorage
 
 from sweep.config import flatten
 from sweep.errors import SweepError
-from sweep.kd_methods import kd_method
 from sweep.objective import Objective, TrialContext
 from sweep.pareto import TrialRecord, best_trial, infeasible_streak, pareto_front, record
 from sweep.paths import (
@@ -37,7 +35,7 @@ from sweep.progress import SweepProgress
 from sweep.samplers import make_pruner, make_sampler
 from sweep.space import SearchSpace, parse_space
 from sweep.storage import open_storage, study_names
-from sweep.teacher_store import ensure_teacher
+from sweep.teacher_store import study_teacher
 from sweep.tracking import FRONT_ATTR, Tracker, check_reachable
 
 MAX_FAILED_STREAK = 5
@@ -322,43 +320,6 @@ def _run_trials(session: SweepSession, show_progress: bool) -> None:
             stop_check=lambda records: check_streaks(records, space),
             callbacks=[on_trial_end],
         ).run()
-
-
-def study_teacher(
-    space: SearchSpace, num_classes: int, home: Path, display: SweepProgress | None = None
-) -> tuple[torch.nn.Module | None, Path | None]:
-    """The study's teacher when any trial may distil (trained here once if needed).
-
-    Args:
-        space: the search space.
-        num_classes: classes of the data set.
-        home: the sweep home folder.
-        display: shows the teacher's epochs while it trains; None prints nothing.
-
-    Returns:
-        The teacher and its checkpoint, or ``(None, None)`` when no trial distils.
-    """
-    base = space.trial_config({})
-    if not _may_distil(space):
-        return None, None
-
-    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        if display is not None:
-            display.note(f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}")
-
-    return ensure_teacher(base, num_classes, home, on_epoch)
-
-
-def _may_distil(space: SearchSpace) -> bool:
-    """Whether any trial of the space may need the teacher (or an assistant made from it)."""
-    searched = {p.name for p in space.params}
-    if searched & {"kd.alpha", "kd.method"}:
-        return True
-    base = space.trial_config({})
-    method = kd_method(base.kd.method)
-    if method.peer_student:  # mutual learning: a peer teaches, never the teacher
-        return False
-    return base.kd.alpha > 0 or method.needs_teacher_features
 
 
 def _register(best: TrialRecord, study: optuna.Study, tracker: Tracker) -> None:

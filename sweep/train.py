@@ -11,81 +11,18 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sweep.config import KDConfig, TrainConfig
-from sweep.distill import distillation_loss, temperature_at
+from sweep.distill import Distiller, LogitDistiller, temperature_at
 from sweep.prune import retarget_optimizer
 from sweep.stages import Stage
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
-Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
-
-
-class Distiller(Protocol):
-    """How a batch's loss is made from the student's (and teacher's) outputs.
-
-    The default is Hinton's loss on logits; :mod:`sweep.distillers` has the others. A
-    distiller may train modules of its own (a hint regressor, a peer student): they are
-    optimised with the student but are not part of it.
-    """
-
-    def extra_modules(self) -> list[nn.Module]:
-        """Modules trained alongside the student (not exported, not counted)."""
-
-    def model_changed(self, model: nn.Module) -> None:
-        """The student's architecture changed (pruned, factorized); adapt to it."""
-
-    def loss(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        student_logits: Tensor,
-        teacher_logits: Tensor | None,
-        *,
-        alpha: float,
-        temperature: float,
-        label_smoothing: float,
-        autocast: Autocast,
-    ) -> dict[str, Tensor]:
-        """The batch's loss parts; ``loss`` is what is minimised."""
-
-
-class LogitDistiller:
-    """Hinton's distillation loss (plain cross-entropy without teacher logits)."""
-
-    def extra_modules(self) -> list[nn.Module]:
-        """None."""
-        return []
-
-    def model_changed(self, model: nn.Module) -> None:
-        """Nothing depends on the student's shape."""
-
-    def loss(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        student_logits: Tensor,
-        teacher_logits: Tensor | None,
-        *,
-        alpha: float,
-        temperature: float,
-        label_smoothing: float,
-        autocast: Autocast,
-    ) -> dict[str, Tensor]:
-        """See :func:`~sweep.distill.distillation_loss`."""
-        return distillation_loss(
-            student_logits,
-            teacher_logits,
-            labels,
-            alpha=alpha,
-            temperature=temperature,
-            label_smoothing=label_smoothing,
-        )
 
 
 def resolve_device(name: str = "auto") -> torch.device:
