@@ -26,13 +26,17 @@ def _storage(parser: argparse.ArgumentParser) -> None:
 
 def _space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, metavar="FILE", help="search-space YAML")
+    _overrides(parser, "override a YAML setting, e.g. --set fixed.epochs=1 (repeatable)")
+
+
+def _overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a YAML setting, e.g. --set fixed.epochs=1 (repeatable)",
+        help=help_text,
     )
     parser.add_argument("--data-dir", metavar="DIR", help="shorthand for --set dataset.root=DIR")
 
@@ -83,15 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--study", required=True)
     _storage(worker)
-    worker.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a setting of the study's space on this host, e.g. dataset.root=DIR",
+    _overrides(
+        worker, "override a setting of the study's space on this host, e.g. dataset.root=DIR"
     )
-    worker.add_argument("--data-dir", metavar="DIR", help="shorthand for --set dataset.root=DIR")
 
     status = commands.add_parser("status", help="trials by state, best trial, Pareto front")
     status.add_argument("--study", required=True)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
+from test_cli import sweep_cli
 from torch import nn
 
 from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
@@ -293,18 +291,6 @@ def test_publish_writes_csv_and_png_and_logs_one_run(
     ]
     assert history("unstructured_val_acc")[0] == (0, 1.0)
     assert len(run.data.metrics) == 1 + 4 * len(KINDS)
-
-
-def sweep_cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SWEEP_HOME": str(home)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(
-        [sys.executable, "-m", "sweep.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture
