@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from sweep.budget import count_macs, count_params, model_summary
-from sweep.compression import build_planned, plan_trial
+from sweep.compression import build_planned
 from sweep.config import TrialConfig, from_dict, to_dict
 from sweep.data import IMAGENET_MEAN, IMAGENET_STD, class_names, evaluation_loader
 from sweep.errors import CheckpointError, SweepError
@@ -49,8 +49,15 @@ class ExportResult:
     int8_val_acc: float | None = None  # with ``int8``: the quantized program's accuracy
 
 
-def load_trial_model(tracker: Tracker, trial: TrialRecord) -> tuple[torch.nn.Module, TrialConfig]:
-    """Rebuild a trial's student from its MLflow run (config + checkpoint)."""
+def load_trial_model(
+    tracker: Tracker, trial: TrialRecord
+) -> tuple[torch.nn.Module, TrialConfig, float]:
+    """Rebuild a trial's student from its MLflow run (config + checkpoint).
+
+    Returns:
+        The student in eval mode, its config, and the structured pruning ratio it was built
+        with (0 when unpruned), as logged in its ``config.yaml``.
+    """
     if trial.run_id is None:
         raise SweepError(f"trial {trial.number}: has no MLflow run")
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +74,7 @@ def load_trial_model(tracker: Tracker, trial: TrialRecord) -> tuple[torch.nn.Mod
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt_path}: does not match the trial's config ({exc})") from None
-    return model.eval(), cfg
+    return model.eval(), cfg, prune_ratio
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -109,7 +116,7 @@ def export_best(
     """
     home = home or sweep_home()
     best, tracker = find_best(study_name, storage_url, home)
-    model, cfg = load_trial_model(tracker, best)
+    model, cfg, prune_ratio = load_trial_model(tracker, best)
     if data_dir is not None:
         cfg = replace(cfg, dataset=replace(cfg.dataset, root=data_dir))
     params = count_params(model, cfg.budget.count)
@@ -142,7 +149,7 @@ def export_best(
                 "std": list(IMAGENET_STD),
                 # sweep.compression.build_planned(cfg, num_classes, prune_ratio) rebuilds it.
                 "lowrank_rank_ratio": cfg.lowrank.rank_ratio,
-                "prune_ratio": plan_trial(cfg, data.num_classes).prune_ratio,
+                "prune_ratio": prune_ratio,
                 "trial_config": to_dict(cfg),
             },
             sort_keys=False,
@@ -216,7 +223,7 @@ def predict(
     """
     home = home or sweep_home()
     best, tracker = find_best(study_name, storage_url, home)
-    model, cfg = load_trial_model(tracker, best)
+    model, cfg, _ = load_trial_model(tracker, best)
     dataset = replace(cfg.dataset, root=data_dir)
     names = class_names(Path(data_dir).expanduser())
     device = resolve_device(cfg.train.device)

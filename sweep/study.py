@@ -326,7 +326,7 @@ def _register(best: TrialRecord, study: optuna.Study, tracker: Tracker) -> None:
     """Register the best feasible model in the MLflow model registry (alias ``best``)."""
     from sweep.export import load_trial_model
 
-    model, _ = load_trial_model(tracker, best)
+    model, _, _ = load_trial_model(tracker, best)
     tracker.register_model(best.run_id, model, study.study_name)
     study.set_user_attr(REGISTERED_ATTR, best.number)
 
