@@ -1,6 +1,6 @@
 """Which compression method wins at 60,000 parameters? Every method side by side, one run.
 
-Each variant is a one-trial study run through ``sweep.study.run_sweep`` (the same code path as
+Each variant is a one-trial study run through ``runners.local.run_sweep`` (the same code path as
 ``sweep run``) on the bundled demo data (scikit-learn digits, 10 classes, 32 px), sharing one
 teacher and one soft-label cache, for the same number of epochs and the same seed:
 
@@ -30,9 +30,9 @@ from typing import Any
 import yaml
 from mlflow import MlflowClient
 
+from runners.local import run_sweep
 from sweep.paths import tracking_uri
-from sweep.space import parse_space
-from sweep.study import run_sweep
+from sweep.search.space import parse_space
 
 DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 BASE_STUDENT = {"student.family": "dsconv", "student.stem": 16, "student.widths": [48, 96, 464]}

@@ -39,7 +39,7 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.storage import open_storage
+from sweep.search.storage import open_storage
 
 TARGET_TRIAL_SECONDS = 60.0
 

@@ -22,7 +22,7 @@ import optuna
 from filelock import FileLock
 from optuna.trial import TrialState
 
-from sweep.pareto import TrialRecord, record
+from sweep.search.pareto import TrialRecord, record
 
 StopCheck = Callable[[list[TrialRecord]], None]
 
@@ -43,7 +43,7 @@ class TrialGate:
         target: finished trials the study should hold.
         lock_path: the study's lock file on this host.
         stop_check: raises when the study must stop before its target (only over-budget
-            proposals, repeated failures: :func:`sweep.study.check_streaks`).
+            proposals, repeated failures: :func:`sweep.search.study.check_streaks`).
     """
 
     def __init__(

@@ -27,8 +27,8 @@ from runners.held import HeldTrial, clear_held, read_held, this_host, write_held
 from runners.outage import with_retries
 from runners.recovery import fail_orphans, reap_dead_workers, release_trial
 from sweep.paths import study_lock_path
-from sweep.storage import TRANSIENT_ERRORS
-from sweep.tracking import Tracker
+from sweep.search.storage import TRANSIENT_ERRORS
+from sweep.track.tracker import Tracker
 
 WAIT_SECONDS = 1.0
 MAX_OUTAGES = 3  # storage outages in a row (each already retried with backoff) before giving up
@@ -48,7 +48,7 @@ class TrialLoop:
         home: the sweep home folder (the host lock, held-trial files).
         target: finished trials the study should hold.
         max_retries: how often a trial whose worker died is tried again.
-        objective: the trial function (:class:`sweep.objective.Objective`).
+        objective: the trial function (:class:`sweep.search.objective.Objective`).
         stop_check: raises when the study must stop early (see :class:`TrialGate`).
         callbacks: Optuna callbacks run after each trial (progress, front).
         in_pool: a pool's worker: its parent cleans up after dead workers and orphans.

@@ -15,9 +15,9 @@ from types import TracebackType
 
 from optuna.trial import TrialState
 
-from sweep.pareto import best_trial, record
-from sweep.progress import SweepProgress
-from sweep.study import SweepSession, load_records, refresh_front, trial_line
+from sweep.search.pareto import best_trial, record
+from sweep.search.study import SweepSession, load_records, refresh_front, trial_line
+from sweep.track.progress import SweepProgress
 
 FRONT_REFRESH_SECONDS = 30.0
 
@@ -33,7 +33,7 @@ class PoolMonitor:
     def __init__(self, session: SweepSession, show_progress: bool) -> None:
         self.session = session
         space = session.space
-        base = space.trial_config({})
+        base = space.defaults
         self.epochs = base.train.epochs
         self.max_params = base.budget.max_params
         records = load_records(session.study)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sweep.storage import TRANSIENT_ERRORS
+from sweep.search.storage import TRANSIENT_ERRORS
 
 T = TypeVar("T")
 # 1 + 2 + 4 + 8 + 16 s: about half a minute of outage is ridden out.

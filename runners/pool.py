@@ -28,19 +28,18 @@ from filelock import FileLock
 from runners.held import clear_held, read_held
 from runners.monitor import PoolMonitor
 from runners.recovery import fail_orphans, reap_dead_workers, release_trial
+from runners.session import close_session, open_session
 from runners.slots import PoolOptions, Slot, plan_slots, slot_env, usable_cpus
 from runners.worker import POOL_PARENT_ENV, stop_on_sigterm
+from sweep.distill.teacher_store import study_teacher
 from sweep.errors import SweepError
 from sweep.paths import study_lock_path, workers_dir
-from sweep.space import SearchSpace
-from sweep.study import (
+from sweep.search.space import SearchSpace
+from sweep.search.study import (
     SweepSession,
     SweepSummary,
-    close_sweep,
-    open_sweep,
     parent_running,
 )
-from sweep.teacher_store import study_teacher
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30.0
@@ -74,15 +73,15 @@ def run_pool(
         show_progress: draw the live display (it is off anyway when not on a terminal).
 
     Returns:
-        The summary, as :func:`sweep.study.run_sweep` gives it.
+        The summary, as :func:`runners.local.run_sweep` gives it.
     """
     import torch
 
     slots = plan_slots(options, torch.cuda.device_count(), usable_cpus())
-    session = open_sweep(space, trials, storage_url, home, options.max_retries)
+    session = open_session(space, trials, storage_url, home, options.max_retries)
     with stop_on_sigterm(), parent_running(session):
         _Pool(session, slots, options.max_retries, show_progress).run()
-    return close_sweep(session)
+    return close_session(session)
 
 
 class _Pool:

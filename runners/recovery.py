@@ -1,9 +1,9 @@
 """What happens to the trial of a worker that died: FAILED in Optuna and MLflow, then retried.
 
 A retry is a new trial queued with the same parameters (Optuna's WAITING state, taken by
-the next ``study.ask``), as Optuna's ``RetryHeartbeatStaleTrialCallback`` does: the system
-attrs ``failed_trial`` (the original trial) and ``retry_history`` follow its convention, and
-the user attr ``retry_of`` names the original in ``sweep status`` and MLflow. A trial that
+the next ``study.ask``) by Optuna's ``RetryHeartbeatStaleTrialCallback``: the system attrs
+``failed_trial`` (the original trial) and ``retry_history`` are its, and the user attr
+``retry_of`` names the original in ``sweep status`` and MLflow. A trial that
 raised (a bug, an out-of-memory error) is not retried: it would most likely fail again.
 
 Every function here that changes a trial's state runs under the study's host lock (see
@@ -13,19 +13,26 @@ retry the same trial: the journal storage does not refuse a second FAIL by itsel
 
 from __future__ import annotations
 
+import copy
+import warnings
 from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage, JournalStorage
+from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from runners.held import HeldTrial, all_held, clear_held, holder_alive
-from sweep.tracking import Tracker
+from sweep.track.tracker import Tracker
 
 
 def retry_trial(study: optuna.Study, failed: FrozenTrial, max_retries: int) -> bool:
     """Queue a new trial with the failed one's parameters, unless it was retried enough.
+
+    Optuna's :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` queues it (and keeps
+    the lineage in ``failed_trial`` / ``retry_history``); it would also copy every other
+    attribute of the failed trial (its MLflow run, its partial results), so it is handed a
+    copy that carries only the lineage and ``retry_of``.
 
     Args:
         study: the study.
@@ -38,15 +45,16 @@ def retry_trial(study: optuna.Study, failed: FrozenTrial, max_retries: int) -> b
     history = [*failed.system_attrs.get("retry_history", []), failed.number]
     if len(history) > max_retries:
         return False
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=failed.params,
-            distributions=failed.distributions,
-            user_attrs={"retry_of": history[0]},
-            system_attrs={"failed_trial": history[0], "retry_history": history},
-        )
-    )
+    lineage = copy.copy(failed)
+    lineage.user_attrs = {"retry_of": history[0]}
+    lineage.system_attrs = {  # copies: the callback appends to retry_history in place
+        k: copy.deepcopy(v)
+        for k, v in failed.system_attrs.items()
+        if k in ("failed_trial", "retry_history")
+    }
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, lineage)
     return True
 
 

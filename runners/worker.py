@@ -21,25 +21,23 @@ import optuna
 import torch
 
 from runners.held import this_host
-from runners.loop import TrialLoop
 from runners.recovery import StaleTrialRetry
+from runners.session import trial_loop
 from runners.slots import THREADS_ENV
 from sweep.errors import SweepError
-from sweep.objective import Objective, TrialContext
 from sweep.paths import artifact_location, default_storage, sweep_home, tracking_uri
-from sweep.preflight import preflight
-from sweep.space import SearchSpace, apply_override, parse_space
-from sweep.storage import open_storage
-from sweep.study import (
+from sweep.search.preflight import preflight
+from sweep.search.space import SearchSpace, apply_override, parse_space
+from sweep.search.storage import open_storage
+from sweep.search.study import (
     MAX_RETRIES_ATTR,
     SPACE_ATTR,
     TARGET_ATTR,
-    check_streaks,
+    SweepSession,
     open_study,
     refresh_front,
 )
-from sweep.teacher_store import study_teacher
-from sweep.tracking import Tracker
+from sweep.track.tracker import Tracker
 
 # Set by the pool to its own pid: a worker whose parent is gone stops after its trial.
 POOL_PARENT_ENV = "SWEEP_POOL_PARENT"
@@ -92,9 +90,32 @@ def _work(
     threads = os.environ.get(THREADS_ENV)
     if threads:  # the pool's share of the cores for this worker
         torch.set_num_threads(int(threads))
+    session = _join(study_name, storage_url or default_storage(home), home, overrides, data_dir)
+    pool_parent = os.environ.get(POOL_PARENT_ENV)
+    loop = trial_loop(
+        session,
+        in_pool=pool_parent is not None,
+        keep_going=lambda: pool_parent is None or os.getppid() == int(pool_parent),
+    )
+    ran = loop.run()
+    finished, _ = loop.gate.counts()
+    if pool_parent is None:  # a pool's parent keeps the front; alone, keep it here
+        max_params = session.space.defaults.budget.max_params
+        refresh_front(session.study, session.tracker, session.parent_id, max_params)
+    return WorkerSummary(study_name, ran, finished, session.trials)
+
+
+def _join(
+    study_name: str,
+    storage_url: str,
+    home: Path,
+    overrides: Sequence[str],
+    data_dir: str | None,
+) -> SweepSession:
+    """Open a study that ``sweep run`` started, with its settings and its MLflow parent run."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stale = StaleTrialRetry()
-    storage = open_storage(storage_url or default_storage(home), on_stale_trial=stale)
+    storage = open_storage(storage_url, on_stale_trial=stale)
     study = open_study(study_name, storage)
     space, target, max_retries = study_settings(study, overrides, data_dir)
     checked = preflight(space, home)
@@ -102,35 +123,18 @@ def _work(
     parent_id = tracker.parent_of(study)
     stale.bind(tracker, parent_id, max_retries)
     study = open_study(study_name, storage, _own_seed(space), checked.num_classes)
-    teacher, teacher_path = study_teacher(space, checked.num_classes, home)
-    context = TrialContext(
-        space=space,
-        home=home,
-        tracker=tracker,
-        parent_id=parent_id,
-        num_classes=checked.num_classes,
-        teacher=teacher,
-        teacher_path=teacher_path,
+    return SweepSession(
+        space,
+        target,
+        home,
+        storage_url,
+        storage,
+        study,
+        tracker,
+        parent_id,
+        checked.num_classes,
+        max_retries,
     )
-    pool_parent = os.environ.get(POOL_PARENT_ENV)
-    loop = TrialLoop(
-        study=study,
-        storage=storage,
-        tracker=tracker,
-        parent_id=parent_id,
-        home=home,
-        target=target,
-        max_retries=max_retries,
-        objective=Objective(context),
-        stop_check=lambda records: check_streaks(records, space),
-        in_pool=pool_parent is not None,
-        keep_going=lambda: pool_parent is None or os.getppid() == int(pool_parent),
-    )
-    ran = loop.run()
-    finished, _ = loop.gate.counts()
-    if pool_parent is None:  # a pool's parent keeps the front; alone, keep it here
-        refresh_front(study, tracker, parent_id, space.trial_config({}).budget.max_params)
-    return WorkerSummary(study_name, ran, finished, target)
 
 
 def study_settings(

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+import functools
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -33,7 +35,7 @@ class StudentConfig:
 class KDConfig:
     """Knowledge-distillation settings: the method, and the Hinton loss on logits.
 
-    ``method`` names an entry of :data:`sweep.kd_methods.KD_METHODS`: ``hinton`` (logits),
+    ``method`` names an entry of :data:`sweep.distill.methods.KD_METHODS`: ``hinton`` (logits),
     ``fitnet`` (a teacher stage's features through a 1x1 regressor), ``rkd`` (distances and
     angles between embeddings), ``dml`` (two students teach each other), ``takd`` (a teacher
     assistant of ``assistant_width`` is distilled first and teaches the student).
@@ -212,37 +214,39 @@ def canonical_key(key: str, source: str = "settings") -> str:
     raise ConfigError(source, key, "unknown setting")
 
 
+_PLAIN_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
+@functools.cache
+def _field_types(section: str) -> dict[str, Any]:
+    """The resolved annotations of a settings section (its dataclass fields)."""
+    return typing.get_type_hints(_SECTION_TYPES[section])
+
+
 def _coerce(section: str, name: str, value: Any, source: str, key: str) -> Any:
     """Check a value against the dataclass field's annotation (ints may stand for floats)."""
-    annotation = next(f.type for f in fields(_SECTION_TYPES[section]) if f.name == name)
-    text = str(annotation)
-    if text.startswith("Literal"):
-        allowed = [a.strip().strip("'\"") for a in text[8:-1].split(",")]
-        if value not in allowed:
-            raise ConfigError(source, key, f"must be one of {allowed}, got {value!r}")
+    hint = _field_types(section)[name]
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        if value not in args:
+            raise ConfigError(source, key, f"must be one of {list(args)}, got {value!r}")
         return value
-    optional = "None" in text
+    optional = type(None) in args  # ``X | None``
     if value is None:
         if optional:
             return None
         raise ConfigError(source, key, "must not be empty")
-    if text.startswith("bool"):
-        if not isinstance(value, bool):
-            raise ConfigError(source, key, f"must be true or false, got {value!r}")
-        return value
-    if text.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(source, key, f"must be an integer, got {value!r}")
-        return value
-    if text.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, key, f"must be a number, got {value!r}")
-        return float(value)
-    if text.startswith("str"):
-        if not isinstance(value, str):
-            raise ConfigError(source, key, f"must be a string, got {value!r}")
-        return value
-    return value
+    kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if kind in _PLAIN_TYPES:
+        expected, fits = _PLAIN_TYPES[kind]
+        if not fits(value):
+            raise ConfigError(source, key, f"must be {expected}, got {value!r}")
+    return float(value) if kind is float else value
 
 
 def resolve_options(

@@ -11,16 +11,21 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sweep.config import KDConfig, TrainConfig
-from sweep.distill import Distiller, LogitDistiller, temperature_at
-from sweep.prune import retarget_optimizer
-from sweep.stages import Stage
+from sweep.data.protocol import Loader, TrainData
+from sweep.distill.base import DistillBatch, Distiller
+from sweep.distill.temperature import temperature_at
+from sweep.models.weights import fold_masks
+
+if TYPE_CHECKING:
+    from sweep.compress.stages import Stage
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
 
@@ -69,17 +74,13 @@ class TrainResult:
 
 def _cpu_copy(model: nn.Module) -> dict[str, Tensor]:
     # Contiguous CPU copies: independent of later updates, and saveable/loadable anywhere.
-    state = {
-        k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
-        for k, v in model.state_dict().items()
-    }
-    # A weight under an unstructured-pruning mask is stored as ``weight_orig`` and
-    # ``weight_mask``; the checkpoint holds the weight the model uses, as after make_permanent.
-    for key in [k for k in state if k.endswith("_orig")]:
-        base = key[: -len("_orig")]
-        if base + "_mask" in state:
-            state[base] = state.pop(key) * state.pop(base + "_mask")
-    return state
+    # A masked weight is stored as the weight the model uses, as after make_permanent.
+    return fold_masks(
+        {
+            k: v.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+            for k, v in model.state_dict().items()
+        }
+    )
 
 
 def _to_device(images: Tensor, labels: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -154,9 +155,72 @@ def _scheduler(
     raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; use cosine, onecycle or constant")
 
 
+@dataclass
+class _Run:
+    """One training run's moving parts, shared by its steps."""
+
+    model: nn.Module
+    cfg: TrainConfig
+    device: torch.device
+    distiller: Distiller
+    teacher: nn.Module | None
+    kd: KDConfig | None
+    distil: bool  # a distillation loss (a teacher, or cached teacher logits)
+    total_steps: int
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = field(init=False)
+    forward: nn.Module = field(init=False)
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        if self.teacher is not None:
+            self.teacher.to(self.device, memory_format=self.memory_format).eval()
+        # A compiled view shares the parameters; evaluation and checkpoints use the plain module.
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+        self.optimizer = _optimizer(self.trainable(), self.cfg)
+        self.scheduler = _scheduler(self.optimizer, self.cfg, self.total_steps)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.device.type == "cuda" else torch.preserve_format
+
+    def trainable(self) -> nn.ModuleList:
+        """The student and the distiller's own modules (regressor, peer), on the device."""
+        modules = nn.ModuleList([self.model, *self.distiller.extra_modules()])
+        return modules.to(self.device, memory_format=self.memory_format)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        # bf16 has float32's range, so no GradScaler; CPU never enters a CUDA context.
+        if self.device.type == "cuda" and self.cfg.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def architecture_changed(self) -> None:
+        """A stage replaced parameters: the distiller and the optimizer follow the model."""
+        self.distiller.model_changed(self.model)
+        retarget_optimizer(self.optimizer, self.trainable())
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model
+
+
+class _BestWeights:
+    """The best epoch so far and a CPU copy of its weights."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.reset(model)
+
+    def reset(self, model: nn.Module) -> None:
+        """Forget earlier epochs: they describe a model this one no longer is."""
+        self.acc, self.epoch, self.state = -math.inf, -1, _cpu_copy(model)
+
+    def offer(self, model: nn.Module, epoch: int, acc: float) -> None:
+        """Keep this epoch's weights if it is the best yet."""
+        if acc > self.acc:
+            self.acc, self.epoch, self.state = acc, epoch, _cpu_copy(model)
+
+
 def train(
     model: nn.Module,
-    data: Any,
+    data: TrainData,
     cfg: TrainConfig,
     *,
     kd: KDConfig | None = None,
@@ -174,20 +238,19 @@ def train(
 
     Args:
         model: the student; moved to the device and left holding its best-epoch weights.
-        data: has ``train`` and ``val`` loaders yielding ``(images, labels)``. A train loader
-            may also yield the teacher's logits for the batch, ``(images, labels, logits)``
-            (cached soft labels; then no teacher network is needed), and may have a
-            ``set_epoch(epoch)`` method, called before each epoch.
+        data: the train and validation loaders (:class:`TrainData`); train batches may carry
+            the teacher's cached logits, ``(images, labels, logits)``, and then no teacher
+            network is needed.
         cfg: optimiser, schedule, epochs, seed, device and AMP settings.
         kd: distillation settings (alpha, temperature schedule); needs ``teacher``.
         teacher: the teacher network; needs ``kd``.
         on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch's validation;
             returning True stops training early.
         device: overrides ``cfg.device``.
-        stages: compression stages (:mod:`sweep.stages`), called before each epoch; after a
-            stage changes the model the optimizer follows it, and the best epoch is chosen
-            among the epochs after the last change.
-        distiller: makes each batch's loss (default Hinton's, :class:`LogitDistiller`).
+        stages: compression stages (:mod:`sweep.compress.stages`), called before each epoch;
+            after a stage changes the model the optimizer follows it, and the best epoch is
+            chosen among the epochs after the last change.
+        distiller: makes each batch's loss (default Hinton's, :class:`Distiller`).
 
     Returns:
         The best validation accuracy, its epoch, the per-epoch metrics and best weights.
@@ -196,144 +259,201 @@ def train(
         ValueError: ``teacher`` without ``kd``, an empty train loader, or an unknown setting.
         FloatingPointError: the training loss became NaN or infinite (names epoch and batch).
     """
-    if teacher is not None and kd is None:
-        raise ValueError("a teacher was given without kd settings; pass kd=KDConfig(...)")
-    cached_logits = bool(getattr(data.train, "yields_teacher_logits", False))
-    distil = kd is not None and (teacher is not None or cached_logits)
-    device = device if device is not None else resolve_device(cfg.device)
-    cuda = device.type == "cuda"
-    steps_per_epoch = len(data.train)
-    if steps_per_epoch == 0:
-        raise ValueError("the train loader yields no batches")
-
-    torch.manual_seed(cfg.seed)
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
-    memory_format = torch.channels_last if cuda else torch.preserve_format
-    distiller = distiller if distiller is not None else LogitDistiller()
-
-    def trainable() -> nn.ModuleList:
-        # The distiller's own modules (regressor, peer) are optimised with the student.
-        modules = nn.ModuleList([model, *distiller.extra_modules()])
-        return modules.to(device, memory_format=memory_format)
-
-    if teacher is not None:
-        teacher.to(device, memory_format=memory_format).eval()
-    # A compiled view shares the parameters; evaluation and checkpoints use the plain module.
-    forward = torch.compile(model) if cfg.compile else model
-    optimizer = _optimizer(trainable(), cfg)
-    total_steps = cfg.epochs * steps_per_epoch
-    scheduler = _scheduler(optimizer, cfg, total_steps)
-    step = 0
-
-    def autocast() -> contextlib.AbstractContextManager[Any]:
-        # bf16 has float32's range, so no GradScaler; CPU never enters a CUDA context.
-        if cuda and cfg.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def one_batch() -> tuple[Tensor, Tensor]:
-        images, labels, *_ = next(iter(data.train))
-        return _to_device(images, labels, device)
-
+    run = _start(model, data, cfg, kd, teacher, device, distiller)
     history: list[dict[str, float]] = []
-    best_acc, best_epoch, best_state = -math.inf, -1, _cpu_copy(model)
+    best = _BestWeights(model)
     stopped_early = False
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
-        epoch_start = time.perf_counter()
-        if hasattr(data.train, "set_epoch"):
-            data.train.set_epoch(epoch)
-        changes = {stage.before_epoch(epoch, model, one_batch) for stage in stages}
-        if changes - {None}:
-            # Earlier checkpoints describe a model this one no longer is (or will not load).
-            best_acc, best_epoch, best_state = -math.inf, -1, _cpu_copy(model)
-        if "architecture" in changes:
-            distiller.model_changed(model)
-            retarget_optimizer(optimizer, trainable())
-            forward = torch.compile(model) if cfg.compile else model
-        temperature = 0.0
-        if distil:
-            temperature = temperature_at(
-                epoch,
-                cfg.epochs,
-                kd.temperature_start,
-                kd.temperature_end,
-                kd.temperature_schedule,
-                kd.temperature_steps,
-            )
-        alpha = kd.alpha if distil else 0.0
-        model.train()
-        sums: dict[str, float] = {}  # sample-weighted loss parts
-        seen = 0
-        for batch, (images, labels, *cached) in enumerate(data.train):
-            images, labels = _to_device(images, labels, device)
-            teacher_logits = None
-            if cached and distil:
-                teacher_logits = cached[0].to(device, non_blocking=True).float()
-            elif distil:
-                with torch.no_grad(), autocast():
-                    teacher_logits = teacher(images).float()
-            with autocast():
-                student_logits = forward(images)
-            # The loss itself in float32: softmax at high temperature is sensitive to precision.
-            parts = distiller.loss(
-                images,
-                labels,
-                student_logits.float(),
-                teacher_logits,
-                alpha=alpha,
-                temperature=temperature if distil else 1.0,
-                label_smoothing=cfg.label_smoothing,
-                autocast=autocast,
-            )
-            loss = parts["loss"]
-            stacked = torch.stack(list(parts.values())).detach().tolist()
-            values = dict(zip(parts, stacked, strict=True))
-            if not math.isfinite(values["loss"]):
-                raise FloatingPointError(
-                    f"training loss is {values['loss']} at epoch {epoch} batch {batch}; "
-                    "the run diverged (try a lower lr)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # Not past the schedule's end: OneCycleLR would extrapolate back up from its minimum.
-            step += 1
-            if scheduler is not None and step < total_steps:
-                scheduler.step()
-            n = labels.shape[0]
-            seen += n
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + value * n
-
-        val_acc, val_loss = evaluate(model, data.val, device)
-        losses = {"train_loss" if k == "loss" else k: v / max(seen, 1) for k, v in sums.items()}
-        metrics = {
-            **losses,
-            "val_acc": val_acc,
-            "val_loss": val_loss,
-            "lr": float(optimizer.param_groups[0]["lr"]),
-            "temperature": float(temperature),
-            "epoch_seconds": time.perf_counter() - epoch_start,
-        }
+        metrics = _run_epoch(run, data, stages, epoch, best)
         history.append(metrics)
-        if val_acc > best_acc:
-            best_acc, best_epoch, best_state = val_acc, epoch, _cpu_copy(model)
+        best.offer(model, epoch, metrics["val_acc"])
         # A copy, so a callback that edits its metrics cannot rewrite the history.
         if on_epoch_end is not None and on_epoch_end(epoch, dict(metrics)):
             stopped_early = True
             break
-
     train_seconds = time.perf_counter() - start
     for stage in stages:
         stage.after_training(model)
-    model.load_state_dict(best_state)
+    model.load_state_dict(best.state)
     return TrainResult(
-        val_acc=best_acc if history else 0.0,
-        best_epoch=best_epoch,
+        val_acc=best.acc if history else 0.0,
+        best_epoch=best.epoch,
         history=history,
-        state_dict=best_state,
+        state_dict=best.state,
         train_seconds=train_seconds,
         stopped_early=stopped_early,
     )
+
+
+def _start(
+    model: nn.Module,
+    data: TrainData,
+    cfg: TrainConfig,
+    kd: KDConfig | None,
+    teacher: nn.Module | None,
+    device: torch.device | None,
+    distiller: Distiller | None,
+) -> _Run:
+    """Check the arguments, seed, and set up the optimizer and schedule on the device."""
+    if teacher is not None and kd is None:
+        raise ValueError("a teacher was given without kd settings; pass kd=KDConfig(...)")
+    steps_per_epoch = len(data.train)
+    if steps_per_epoch == 0:
+        raise ValueError("the train loader yields no batches")
+    device = device if device is not None else resolve_device(cfg.device)
+    cached_logits = bool(getattr(data.train, "yields_teacher_logits", False))
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest kernels
+    return _Run(
+        model=model,
+        cfg=cfg,
+        device=device,
+        distiller=distiller if distiller is not None else Distiller(),
+        teacher=teacher,
+        kd=kd,
+        distil=kd is not None and (teacher is not None or cached_logits),
+        total_steps=cfg.epochs * steps_per_epoch,
+    )
+
+
+def _run_epoch(
+    run: _Run, data: TrainData, stages: Sequence[Stage], epoch: int, best: _BestWeights
+) -> dict[str, float]:
+    """Stages, one pass of training, validation: the epoch's metrics."""
+    started = time.perf_counter()
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(epoch)
+    _apply_stages(run, stages, epoch, data.train, best)
+    temperature = _temperature(run, epoch)
+    losses = _train_epoch(run, data.train, epoch, temperature)
+    return _epoch_metrics(run, data.val, losses, temperature, started)
+
+
+def _apply_stages(
+    run: _Run, stages: Sequence[Stage], epoch: int, loader: Loader, best: _BestWeights
+) -> None:
+    """Let each compression stage change the model before the epoch; follow what changed."""
+
+    def one_batch() -> tuple[Tensor, Tensor]:
+        images, labels, *_ = next(iter(loader))
+        return _to_device(images, labels, run.device)
+
+    changes = {stage.before_epoch(epoch, run.model, one_batch) for stage in stages}
+    if changes - {None}:
+        # Earlier checkpoints describe a model this one no longer is (or will not load).
+        best.reset(run.model)
+    if "architecture" in changes:
+        run.architecture_changed()
+
+
+def _temperature(run: _Run, epoch: int) -> float:
+    """This epoch's distillation temperature (0 when nothing distils)."""
+    kd = run.kd
+    if not run.distil or kd is None:
+        return 0.0
+    return temperature_at(
+        epoch,
+        run.cfg.epochs,
+        kd.temperature_start,
+        kd.temperature_end,
+        kd.temperature_schedule,
+        kd.temperature_steps,
+    )
+
+
+def _train_epoch(run: _Run, loader: Loader, epoch: int, temperature: float) -> dict[str, float]:
+    """One pass over the train loader; the loss parts averaged over its samples."""
+    settings = partial(
+        DistillBatch,
+        alpha=run.kd.alpha if run.distil and run.kd is not None else 0.0,
+        temperature=temperature if run.distil else 1.0,
+        label_smoothing=run.cfg.label_smoothing,
+        autocast=run.autocast,
+    )
+    run.model.train()
+    sums: dict[str, float] = {}  # sample-weighted loss parts
+    seen = 0
+    for index, (images, labels, *cached) in enumerate(loader):
+        images, labels = _to_device(images, labels, run.device)
+        teacher_logits = _teacher_logits(run, images, cached)
+        with run.autocast():
+            student_logits = run.forward(images)
+        # The loss itself in float32: softmax at high temperature is sensitive to precision.
+        batch = settings(
+            images=images,
+            labels=labels,
+            student_logits=student_logits.float(),
+            teacher_logits=teacher_logits,
+        )
+        values = _train_step(run, batch, f"epoch {epoch} batch {index}")
+        n = labels.shape[0]
+        seen += n
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value * n
+    return {"train_loss" if k == "loss" else k: v / max(seen, 1) for k, v in sums.items()}
+
+
+def _teacher_logits(run: _Run, images: Tensor, cached: list[Tensor]) -> Tensor | None:
+    """The teacher's logits on the batch: read from the cache, or run live, or none."""
+    if not run.distil:
+        return None
+    if cached:
+        return cached[0].to(run.device, non_blocking=True).float()
+    assert run.teacher is not None  # distil without cached logits means a teacher was given
+    with torch.no_grad(), run.autocast():
+        return run.teacher(images).float()
+
+
+def _train_step(run: _Run, batch: DistillBatch, where: str) -> dict[str, float]:
+    """Loss, backward and update on one batch; its loss parts as floats."""
+    parts = run.distiller.loss(batch)
+    stacked = torch.stack(list(parts.values())).detach().tolist()
+    values = dict(zip(parts, stacked, strict=True))
+    if not math.isfinite(values["loss"]):
+        raise FloatingPointError(
+            f"training loss is {values['loss']} at {where}; the run diverged (try a lower lr)"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    run.optimizer.step()
+    # Not past the schedule's end: OneCycleLR would extrapolate back up from its minimum.
+    run.step += 1
+    if run.scheduler is not None and run.step < run.total_steps:
+        run.scheduler.step()
+    return values
+
+
+def _epoch_metrics(
+    run: _Run, loader: Loader, losses: dict[str, float], temperature: float, started: float
+) -> dict[str, float]:
+    """The epoch's losses, validation accuracy and loss, learning rate and temperature."""
+    val_acc, val_loss = evaluate(run.model, loader, run.device)
+    return {
+        **losses,
+        "val_acc": val_acc,
+        "val_loss": val_loss,
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+        "temperature": float(temperature),
+        "epoch_seconds": time.perf_counter() - started,
+    }
+
+
+def retarget_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    """Point an optimizer at a changed model's parameters, in place.
+
+    Pruning and factorization replace parameters with new tensors, so the optimizer must
+    follow. Doing it in place keeps everything bound to the optimizer working: an LR scheduler
+    goes on with its schedule (and its check that ``optimizer.step()`` ran), hyper-parameters
+    stay as they are now (an lr a scheduler lowered stays lowered). The state (momentum, Adam
+    moments) starts afresh: it was shaped for the old tensors.
+
+    Raises:
+        ValueError: the optimizer has several parameter groups (replaced parameters are new
+            tensors, so which group each belongs to cannot be recovered).
+    """
+    if len(optimizer.param_groups) != 1:
+        raise ValueError("retarget_optimizer supports one parameter group")
+    optimizer.state.clear()
+    optimizer.param_groups[0]["params"] = [p for p in model.parameters() if p.requires_grad]

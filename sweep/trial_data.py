@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -18,9 +17,10 @@ from sweep.config import TrialConfig
 from sweep.data import build_data, resolve_root
 from sweep.data.batches import build_cached_data
 from sweep.data.decoded import decoded_split
-from sweep.distillers import replays_soft_labels
+from sweep.data.protocol import TrainData
+from sweep.distill.distillers import replays_soft_labels
+from sweep.distill.soft_labels import SoftLabels, soft_labels
 from sweep.paths import cache_dir
-from sweep.soft_labels import SoftLabels, soft_labels
 
 
 def uses_cached_teacher(cfg: TrialConfig) -> bool:
@@ -63,7 +63,7 @@ def trial_data(
     device: torch.device,
     soft: SoftLabels | None = None,
     progress: bool = True,
-) -> Any:
+) -> TrainData:
     """The train/val data of a trial: a CachedData or a DataBundle (same fields).
 
     Args:

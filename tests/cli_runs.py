@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 
 from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
 from runners.held import HeldTrial, all_held
-from sweep.pareto import record
-from sweep.storage import open_storage
+from sweep.search.pareto import record
+from sweep.search.storage import open_storage
 
 
 def write_space(folder: Path, study: str, data: Path, epochs: int) -> Path:

@@ -23,8 +23,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
-from sweep.budget import count_params
-from sweep.students import create_student
+from sweep.models.budget import count_params
+from sweep.models.registry import create_student
 
 SPACE = {
     "study": "e2e",

@@ -21,12 +21,12 @@ from optuna.storages.journal import JournalFileBackend
 from test_cli import sweep_cli
 
 from conftest import TINY_DATASET, TINY_TEACHER
-from sweep.budget import count_params
-from sweep.checkpoints import load_checkpoint_model
-from sweep.compression import build_planned
+from sweep.compress.plan import build_planned
+from sweep.compress.quantize import load_quantized
 from sweep.config import from_dict
-from sweep.quantize import load_quantized
-from sweep.students import create_student
+from sweep.models.budget import count_params
+from sweep.models.checkpoints import load_checkpoint_model
+from sweep.models.registry import create_student
 
 BASE = {
     "dataset": TINY_DATASET,

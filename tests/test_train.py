@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sweep.config import KDConfig, TrainConfig
-from sweep.distill import temperature_at
+from sweep.distill.temperature import temperature_at
 from sweep.train import evaluate, resolve_device, train
 
 CPU = torch.device("cpu")

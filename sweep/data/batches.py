@@ -5,7 +5,7 @@ cache); each batch is gathered, moved to the device as uint8 (a quarter of float
 and cropped, flipped, jittered and normalised there in one batched pass. A training epoch
 uses augmentation view ``epoch mod views``: every image's crop in that view is a function of
 (image index, view seed) alone, which is what lets the teacher's logits be computed once per
-view and replayed by every trial (:mod:`sweep.soft_labels`).
+view and replayed by every trial (:mod:`sweep.distill.soft_labels`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from sweep.config import DatasetConfig
 from sweep.data.augment import augment_batch, center_batch, sample_params
 from sweep.data.decoded import DecodedSplit, decoded_split
 from sweep.data.folders import class_names
+from sweep.data.protocol import TeacherLogits
 
 
 def view_seeds(seed: int, views: int) -> list[int]:
@@ -62,7 +62,7 @@ class TrainBatches:
         device: torch.device,
         seed: int,
         views: int,
-        soft_labels: Any = None,
+        soft_labels: TeacherLogits | None = None,
     ) -> None:
         self.split, self.cfg, self.batch_size, self.device = split, cfg, batch_size, device
         self.seed = seed
@@ -137,7 +137,7 @@ def build_cached_data(
     device: torch.device,
     seed: int,
     views: int,
-    soft_labels: Any = None,
+    soft_labels: TeacherLogits | None = None,
     progress: bool = True,
 ) -> CachedData:
     """Decode (once) and serve the training and validation splits from the cache."""

@@ -1,0 +1,118 @@
+"""The commands that run trials: ``sweep run`` (start or continue a study, in this process or
+a pool) and ``sweep worker`` (join one from any host). :mod:`sweep.cli` registers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sweep.cli.options import add_overrides, add_space, add_storage
+
+
+def add_parsers(commands: Any) -> None:
+    """Register ``run`` and ``worker``."""
+    run = commands.add_parser("run", help="run or continue a study")
+    add_space(run)
+    run.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="finished trials the study should hold (resumes toward it)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no live progress display")
+    add_storage(run)
+    pool = run.add_argument_group("many workers (each a process; default: one, in this one)")
+    pool.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, spread over the GPUs, else splitting the CPU cores (default 1)",
+    )
+    pool.add_argument(
+        "--gpus", metavar="all|0,1", help="GPUs to use, --workers-per-gpu processes on each"
+    )
+    pool.add_argument(
+        "--workers-per-gpu", type=int, default=1, metavar="K", help="with --gpus (default 1)"
+    )
+    pool.add_argument(
+        "--max-retries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="times a trial whose worker died is run again (default 1)",
+    )
+    run.set_defaults(handler=_run)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run trials of a study started by `sweep run` (from any host) until it is done",
+    )
+    worker.add_argument("--study", required=True)
+    add_storage(worker)
+    add_overrides(
+        worker, "override a setting of the study's space on this host, e.g. dataset.root=DIR"
+    )
+    worker.set_defaults(handler=_worker)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from runners import PoolOptions, parse_gpus
+    from sweep.errors import SweepError
+    from sweep.search.space import load_space
+
+    if args.trials < 1:
+        raise SweepError("--trials: must be at least 1")
+    for flag, value in (("--workers", args.workers), ("--workers-per-gpu", args.workers_per_gpu)):
+        if value is not None and value < 1:
+            raise SweepError(f"{flag}: must be at least 1")
+    if args.max_retries < 0:
+        raise SweepError("--max-retries: must be 0 or more")
+    if args.workers is not None and args.gpus is not None:
+        raise SweepError("--workers: give either --workers N or --gpus with --workers-per-gpu")
+    options = PoolOptions(
+        workers=args.workers or 1,
+        gpus=parse_gpus(args.gpus) if args.gpus is not None else None,
+        workers_per_gpu=args.workers_per_gpu,
+        max_retries=args.max_retries,
+    )
+    space = load_space(args.space, args.overrides, args.data_dir)
+    if options.pooled:
+        from runners.pool import run_pool
+
+        summary = run_pool(
+            space, args.trials, options, args.storage, show_progress=not args.no_progress
+        )
+    else:
+        from runners.local import run_sweep
+
+        summary = run_sweep(
+            space,
+            args.trials,
+            args.storage,
+            show_progress=not args.no_progress,
+            max_retries=options.max_retries,
+        )
+    print(f"study {summary.study_name}: {summary.finished} finished trials")
+    if summary.best is not None:
+        b = summary.best
+        print(
+            f"best feasible: trial {b.number} val_acc {b.val_acc:.4f} "
+            f"with {b.params:,} parameters ({b.family})"
+        )
+    print("Pareto front: " + ", ".join(f"{r.params:,}->{r.val_acc:.4f}" for r in summary.front))
+    print(f"MLflow parent run {summary.parent_run_id}: see `sweep ui`")
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from runners.worker import run_worker
+
+    summary = run_worker(
+        args.study, args.storage, overrides=args.overrides, data_dir=args.data_dir
+    )
+    print(
+        f"worker: ran {summary.trials_run} trials; study {summary.study_name} holds "
+        f"{summary.finished}/{summary.target} finished trials"
+    )
+    return 0

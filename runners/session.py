@@ -1,0 +1,86 @@
+"""Opening a study for trials: the one setup every process that runs trials goes through.
+
+``sweep run`` (alone or as a pool's parent) and ``sweep worker`` differ only in where the
+study's settings come from; from the open :class:`~sweep.search.study.SweepSession` on, they
+build the same objective and the same :class:`~runners.loop.TrialLoop`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runners.loop import TrialLoop
+from runners.recovery import StaleTrialRetry
+from sweep.distill.teacher_store import study_teacher
+from sweep.search.best import register_best
+from sweep.search.objective import Objective, TrialContext, TrialProgress
+from sweep.search.space import SearchSpace
+from sweep.search.study import SweepSession, SweepSummary, check_streaks, close_sweep, open_sweep
+from sweep.track.progress import SweepProgress
+
+
+def open_session(
+    space: SearchSpace,
+    trials: int,
+    storage_url: str | None,
+    home: Path | None,
+    max_retries: int,
+) -> SweepSession:
+    """Check the input, then create or resume the study, with stale trials retried.
+
+    On a database storage, Optuna's heartbeat fails the trials of workers that stopped
+    beating; :class:`~runners.recovery.StaleTrialRetry` then ends their runs and retries them.
+    """
+    stale = StaleTrialRetry()
+    session = open_sweep(space, trials, storage_url, home, max_retries, on_stale_trial=stale)
+    stale.bind(session.tracker, session.parent_id, max_retries)
+    return session
+
+
+def trial_loop(
+    session: SweepSession, display: SweepProgress | None = None, **loop_options: Any
+) -> TrialLoop:
+    """The loop that runs the session's trials in this process.
+
+    Args:
+        session: the open study.
+        display: where the teacher's and the trials' epochs are shown (None: nowhere).
+        **loop_options: :class:`~runners.loop.TrialLoop` fields beyond the session's
+            (``callbacks``, ``in_pool``, ``keep_going``).
+    """
+    teacher, teacher_path = study_teacher(
+        session.space, session.num_classes, session.home, display
+    )
+    progress: dict[str, TrialProgress] = {"progress": display} if display is not None else {}
+    context = TrialContext(
+        space=session.space,
+        home=session.home,
+        tracker=session.tracker,
+        parent_id=session.parent_id,
+        num_classes=session.num_classes,
+        teacher=teacher,
+        teacher_path=teacher_path,
+        **progress,
+    )
+    space = session.space
+    return TrialLoop(
+        study=session.study,
+        storage=session.storage,
+        tracker=session.tracker,
+        parent_id=session.parent_id,
+        home=session.home,
+        target=session.trials,
+        max_retries=session.max_retries,
+        objective=Objective(context),
+        stop_check=lambda records: check_streaks(records, space),
+        **loop_options,
+    )
+
+
+def close_session(session: SweepSession) -> SweepSummary:
+    """Publish the final front, register the best feasible model, and summarise."""
+    summary = close_sweep(session)
+    if summary.best is not None:
+        register_best(session.study, session.tracker, summary.best)
+    return summary

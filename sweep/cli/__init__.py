@@ -1,0 +1,55 @@
+"""The ``sweep`` command: argument parsing and error formatting only.
+
+Each command lives in a module of its own, its options beside its handler
+(``add_parser(commands)`` registers both); the handler validates its arguments and calls one
+library function. Heavy imports (torch, mlflow, optuna) happen inside the handlers, so
+``sweep --help`` is instant. Errors are formatted here, once: a :class:`SweepError` is one
+line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from runners import cli as runner_commands
+from sweep.cli import prune_curve, results, teacher
+
+# `run` and `worker` start and watch processes, so they live with the runners.
+COMMAND_MODULES = (runner_commands, results, teacher, prune_curve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="sweep",
+        description="Search small image classifiers under a hard parameter budget "
+        "(Optuna + knowledge distillation + MLflow).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sweep`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # MLflow probes for git otherwise.
+    # One progress display is ours; MLflow's per-download bars would interleave with it.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from sweep.errors import SweepError
+
+    try:
+        return int(args.handler(args))
+    except SweepError as exc:
+        print(f"sweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sweep: interrupted; re-run the same command to continue", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,103 @@
+"""What a study found: ``sweep status``, ``sweep ui``, ``sweep export``, ``sweep predict``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sweep.cli.options import add_storage
+
+
+def add_parsers(commands: Any) -> None:
+    """Register ``status``, ``ui``, ``export`` and ``predict``."""
+    status = commands.add_parser("status", help="trials by state, best trial, Pareto front")
+    status.add_argument("--study", required=True)
+    add_storage(status)
+    status.set_defaults(handler=_status)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on the sweep's store")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    ui.set_defaults(handler=_ui)
+
+    export = commands.add_parser("export", help="write the best feasible student")
+    export.add_argument("--study", required=True)
+    export.add_argument("--out", required=True, type=Path)
+    export.add_argument("--data-dir", metavar="DIR", help="data folder for the reload check")
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write student_int8.pt2: static int8, calibrated on training images, "
+        "with its accuracy and size next to the float model's in export.json",
+    )
+    add_storage(export)
+    export.set_defaults(handler=_export)
+
+    predict = commands.add_parser("predict", help="write Id,Category predictions")
+    predict.add_argument("--study", required=True)
+    predict.add_argument(
+        "--data-dir", required=True, metavar="DIR", help="folder holding evaluation/"
+    )
+    predict.add_argument("--out", type=Path, default=Path("predict.csv"))
+    add_storage(predict)
+    predict.set_defaults(handler=_predict)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sweep.track.status import print_status
+
+    print_status(args.study, args.storage)
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from sweep.paths import sweep_home, tracking_uri
+
+    uri = tracking_uri(sweep_home())
+    if uri.startswith(("http://", "https://")):
+        print(f"MLflow is served at {uri}")
+        return 0
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    command = [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"MLflow UI at http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from sweep.export import export_best
+
+    result = export_best(
+        args.study, args.out, args.storage, data_dir=args.data_dir, int8=args.int8
+    )
+    print(
+        f"exported trial {result.trial} ({result.params:,} parameters) to {result.out}; "
+        f"reload check: logged val_acc {result.logged_val_acc:.4f}, "
+        f"reloaded {result.reloaded_val_acc:.4f}"
+    )
+    if result.int8_val_acc is not None:
+        print(f"int8: val_acc {result.int8_val_acc:.4f} (student_int8.pt2)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from sweep.export import predict
+
+    rows = predict(args.study, args.data_dir, args.out, args.storage)
+    print(f"wrote {rows} predictions to {args.out}")
+    return 0

@@ -1,0 +1,187 @@
+"""The parameter budget: counting a model's parameters and multiply-adds, and checking proposals.
+
+The budget counts parameters the way torchsummary does: every parameter element, trainable or
+not; buffers (BatchNorm running statistics, pruning masks) are not parameters. This module knows
+nothing about training.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torchinfo
+from torch import nn
+
+from sweep.config import BudgetConfig, StudentConfig
+from sweep.models.registry import create_student
+from sweep.models.weights import fold_masks
+
+
+def _dense(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _nonzero(model: nn.Module) -> int:
+    # named_parameters counts a shared parameter once; a masked weight counts as it is used.
+    params = dict(model.named_parameters())
+    masks = {
+        name: mask
+        for name, mask in model.named_buffers()
+        if name.endswith("_mask") and name.removesuffix("_mask") + "_orig" in params
+    }
+    used = fold_masks({**params, **masks})
+    return sum(int(torch.count_nonzero(t.detach())) for t in used.values())
+
+
+_COUNTS: dict[str, Callable[[nn.Module], int]] = {"dense": _dense, "nonzero": _nonzero}
+
+
+def count_params(model: nn.Module, count: str = "dense") -> int:
+    """Count a model's parameter elements.
+
+    ``"dense"`` is the sum of ``numel`` over ``model.parameters()``, trainable or not: the total
+    torchsummary prints. It does not change when ``torch.nn.utils.prune`` masks weights.
+    Do not use torchinfo for the dense count: for a pruned ``weight_orig`` it counts the mask's
+    sum, so its total after unstructured pruning is the number of unmasked weights.
+
+    Args:
+        model: any module; parameters shared between submodules count once.
+        count: ``"dense"`` (every element) or ``"nonzero"`` (elements that are not zero, with
+            pruning masks applied).
+
+    Returns:
+        The number of parameter elements.
+
+    Raises:
+        ValueError: ``count`` is neither ``"dense"`` nor ``"nonzero"``.
+    """
+    if count not in _COUNTS:
+        raise ValueError(f"unknown parameter count {count!r}; known: {', '.join(_COUNTS)}")
+    return _COUNTS[count](model)
+
+
+def _summary(model: nn.Module, image_size: int, **kwargs: object) -> torchinfo.ModelStatistics:
+    # torchinfo moves the model it is given to ``device`` and toggles its mode; a CPU copy
+    # leaves the caller's model where and as it was.
+    # Its random input is drawn under fork_rng so the caller's seeded stream does not move.
+    probe = copy.deepcopy(model).cpu()
+    with torch.random.fork_rng(devices=[]):
+        return torchinfo.summary(
+            probe,
+            input_size=(1, 3, image_size, image_size),
+            device="cpu",
+            mode="eval",
+            verbose=0,
+            **kwargs,
+        )
+
+
+def count_macs(model: nn.Module, image_size: int) -> int:
+    """Count multiply-adds for one ``3 x image_size x image_size`` image.
+
+    This is torchinfo's ``total_mult_adds``: a conv counts (weight + bias elements) x output
+    pixels, BatchNorm and Linear their parameter elements. It runs on a CPU copy of the model,
+    in eval mode and without gradients.
+    """
+    return int(_summary(model, image_size).total_mult_adds)
+
+
+def model_summary(model: nn.Module, image_size: int) -> str:
+    """Return torchinfo's summary table at input ``(1, 3, image_size, image_size)``, depth 3.
+
+    Its "Total params" is not the budget's dense count after pruning; see :func:`count_params`.
+    """
+    stats = _summary(
+        model, image_size, depth=3, col_names=("output_size", "num_params", "mult_adds")
+    )
+    return str(stats)
+
+
+@dataclass(frozen=True)
+class BudgetReport:
+    """A student's parameter count against the budget, and its multiply-adds when it fits."""
+
+    params: int
+    max_params: int
+    count: str
+    macs: int | None = None
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the student fits: ``params <= max_params``."""
+        return self.params <= self.max_params
+
+    @property
+    def excess(self) -> int:
+        """Parameters over the budget (negative: room left)."""
+        return self.params - self.max_params
+
+
+def proposal_params(student: StudentConfig, num_classes: int) -> int:
+    """Dense parameter count of an untrained student, without allocating its weights."""
+    # On the meta device no memory is allocated or initialised, so even a model of millions of
+    # parameters is counted in milliseconds and the global RNG is not touched.
+    with torch.device("meta"):
+        model = create_student(student.family, num_classes, student.options)
+    return _dense(model)
+
+
+def check_student(
+    student: StudentConfig, num_classes: int, budget: BudgetConfig, image_size: int
+) -> BudgetReport:
+    """Count a proposed student's parameters and, only if it fits, its multiply-adds.
+
+    A proposal is an untrained, unpruned model, so it is counted dense whatever
+    ``budget.count`` says: a fresh model's only zeros are the initial BatchNorm shifts and
+    biases, which the first optimiser step makes nonzero. With ``count="nonzero"`` the trained
+    (pruned) model must be counted again with :func:`count_params`.
+
+    Args:
+        student: the family and options to build.
+        num_classes: size of the classifier.
+        budget: the maximum and how parameters are counted (recorded in the report).
+        image_size: input side length for the multiply-add count.
+
+    Returns:
+        The report; ``macs`` is None when the student is over budget.
+
+    Raises:
+        ConfigError: the family or an option is invalid.
+    """
+    params = proposal_params(student, num_classes)
+    report = BudgetReport(params, budget.max_params, budget.count)
+    if not report.feasible:
+        return report
+    # fork_rng: building the real model draws initial weights, which must not shift the seeded
+    # RNG stream the caller's own model is built from afterwards.
+    with torch.random.fork_rng(devices=[]):
+        model = create_student(student.family, num_classes, student.options)
+    return dataclasses.replace(report, macs=count_macs(model, image_size))
+
+
+def smallest_student(
+    candidates: Iterable[StudentConfig], num_classes: int, count: str = "dense"
+) -> tuple[StudentConfig, int]:
+    """Return the candidate with the fewest parameters, and that count (first wins a tie).
+
+    Used to reject a search space none of whose corners fits the budget. Candidates are
+    unpruned proposals, so ``"nonzero"`` counts them dense as :func:`check_student` does.
+
+    Raises:
+        ValueError: no candidates, or an unknown ``count``.
+        ConfigError: a candidate's family or options are invalid.
+    """
+    if count not in _COUNTS:
+        raise ValueError(f"unknown parameter count {count!r}; known: {', '.join(_COUNTS)}")
+    best: tuple[StudentConfig, int] | None = None
+    for student in candidates:
+        params = proposal_params(student, num_classes)
+        if best is None or params < best[1]:
+            best = (student, params)
+    if best is None:
+        raise ValueError("no candidate students to compare")
+    return best

@@ -1,0 +1,249 @@
+"""The only place a trial meets training: sample -> budget check -> train -> report.
+
+An over-budget proposal is recorded and stopped within a second, never trained: the trial
+gets the constraint ``params_over_budget`` (> 0) and ends PRUNED with ``state=infeasible``,
+so TPE ranks it among infeasible trials by how far over it was and learns to avoid it,
+while the median/hyperband pruners never see it (it has no intermediate values).
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+import torch
+
+from sweep.compress.plan import Plan, build_planned, check_schedule, plan_trial
+from sweep.compress.stages import make_stages
+from sweep.config import TrialConfig, flatten
+from sweep.data.protocol import TrainData
+from sweep.distill.distillers import make_distiller, trial_teacher
+from sweep.distill.soft_labels import SoftLabels
+from sweep.models.artifact import RUN_WEIGHTS, StudentArtifact
+from sweep.models.budget import BudgetReport, count_macs, count_params, model_summary
+from sweep.models.registry import create_student, validate_student_options
+from sweep.models.weights import save_state_dict
+from sweep.search.space import SearchSpace
+from sweep.track.tracker import Tracker
+from sweep.train import resolve_device, train
+from sweep.trial_data import study_soft_labels, trial_data, uses_cached_teacher
+
+CONSTRAINT = "params_over_budget"
+
+
+class TrialProgress(Protocol):
+    """What the objective tells a progress display."""
+
+    def trial_started(self, number: int, epochs: int) -> None: ...
+
+    def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class NoProgress:
+    """A progress display that shows nothing (workers, tests)."""
+
+    def trial_started(self, number: int, epochs: int) -> None:
+        """Ignore."""
+
+    def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Ignore."""
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A trial config and what goes with it, compared by the settings a cache depends on."""
+
+    key: tuple[Any, ...]
+    cfg: TrialConfig = field(compare=False)
+    device: torch.device = field(compare=False)
+    soft: SoftLabels | None = field(default=None, compare=False)
+
+
+@dataclass
+class TrialContext:
+    """What every trial of one process shares: data, teacher, tracker, device."""
+
+    space: SearchSpace
+    home: Path
+    tracker: Tracker
+    parent_id: str
+    num_classes: int
+    teacher: torch.nn.Module | None
+    teacher_path: Path | None = None
+    progress: TrialProgress = field(default_factory=NoProgress)
+
+    def __post_init__(self) -> None:
+        # One data set and one set of soft labels in memory at a time: consecutive trials
+        # mostly share them, and a trial with other settings replaces them.
+        self._soft_labels = functools.lru_cache(maxsize=1)(self._load_soft_labels)
+        self._data = functools.lru_cache(maxsize=1)(self._load_data)
+
+    def data(self, cfg: TrialConfig) -> TrainData:
+        """The trial's data (see :mod:`sweep.trial_data`), built once per distinct setting."""
+        device = resolve_device(cfg.train.device)
+        soft = None
+        if uses_cached_teacher(cfg) and self.teacher is not None and self.teacher_path:
+            key = (cfg.dataset, cfg.kd.views, cfg.train.seed, str(device))
+            soft = self._soft_labels(_Setting(key, cfg, device))
+        train = cfg.train
+        key = (cfg.dataset, train.batch_size, train.seed, train.num_workers, cfg.kd.views)
+        return self._data(_Setting((*key, soft is not None, str(device)), cfg, device, soft))
+
+    def _load_soft_labels(self, setting: _Setting) -> SoftLabels:
+        assert self.teacher is not None and self.teacher_path is not None
+        return study_soft_labels(
+            setting.cfg, self.home, self.teacher, self.teacher_path, setting.device
+        )
+
+    def _load_data(self, setting: _Setting) -> TrainData:
+        return trial_data(setting.cfg, self.home, setting.device, setting.soft)
+
+
+class Objective:
+    """Callable for ``study.optimize``: one trial from proposal to logged result."""
+
+    def __init__(self, context: TrialContext) -> None:
+        self.context = context
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        ctx = self.context
+        chosen = ctx.space.suggest(trial)
+        cfg = ctx.space.trial_config(chosen)
+        # Freeze the student's options whole (defaults filled, ``widths.1`` applied), so the
+        # logged params and config.yaml say exactly what was built.
+        options = validate_student_options(cfg.student.family, cfg.student.options)
+        cfg = replace(cfg, student=replace(cfg.student, options=options))
+        check_schedule(cfg, ctx.space.source)
+        report, plan = self._check_budget(cfg)
+        trial.set_user_attr("params", report.params)
+        trial.set_user_attr("initial_params", plan.initial_params)
+        trial.set_user_attr("family", cfg.student.family)
+        if report.macs is not None:
+            trial.set_user_attr("macs", report.macs)
+        trial.set_constraint(CONSTRAINT, float(report.excess))
+
+        run_id = ctx.tracker.start_trial(ctx.parent_id, trial.number, flatten(cfg))
+        trial.set_user_attr("mlflow_run_id", run_id)
+        # The pruning ratio rebuilds a pruned student's architecture from config.yaml alone.
+        artifact = StudentArtifact(cfg, ctx.num_classes, plan.prune_ratio)
+        ctx.tracker.log_config(run_id, artifact.document())
+        state = "failed"
+        try:
+            ctx.tracker.log_metrics(
+                run_id, {"initial_params": plan.initial_params, "prune_ratio": plan.prune_ratio}
+            )
+            if not report.feasible:
+                state = "infeasible"
+                trial.set_user_attr("state", state)
+                ctx.tracker.log_metrics(run_id, {"params": report.params})
+                raise optuna.TrialPruned(
+                    f"{report.params:,} parameters is over the budget of {report.max_params:,}"
+                )
+            value, stopped = self._train(trial, cfg, run_id, plan, report.macs or 0)
+            state = "early-stopped" if stopped else "complete"
+            if stopped:
+                raise optuna.TrialPruned("stopped early by the pruner")
+            return value
+        finally:
+            ctx.tracker.finish_trial(run_id, state)
+
+    def _check_budget(self, cfg: TrialConfig) -> tuple[BudgetReport, Plan]:
+        """The final model's count against the budget (after planned compression), and the
+        multiply-adds of that final model when it fits."""
+        num_classes = self.context.num_classes
+        plan = plan_trial(cfg, num_classes)
+        report = BudgetReport(plan.final_params, cfg.budget.max_params, cfg.budget.count)
+        if report.feasible:
+            with torch.random.fork_rng(devices=[]):  # the trial's own model comes after
+                final = build_planned(cfg, num_classes, plan.prune_ratio)
+            report = replace(report, macs=count_macs(final, cfg.dataset.image_size))
+        return report, plan
+
+    def _train(
+        self, trial: optuna.Trial, cfg: TrialConfig, run_id: str, plan: Plan, macs: int
+    ) -> tuple[float, bool]:
+        ctx = self.context
+        # Before the trial's data: a new assistant is distilled on data of its own.
+        teacher = trial_teacher(cfg, ctx, cached_logits=uses_cached_teacher(cfg))
+        data = ctx.data(cfg)
+        model = create_student(cfg.student.family, ctx.num_classes, cfg.student.options)
+        distiller = make_distiller(cfg, model, teacher, ctx.num_classes)
+        if getattr(data, "skipped", None):
+            ctx.tracker.log_metrics(run_id, {"skipped_images": len(data.skipped)})
+        ctx.progress.trial_started(trial.number, cfg.train.epochs)
+
+        def on_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
+            ctx.tracker.log_metrics(run_id, metrics, step=epoch)
+            trial.set_user_attr(
+                "val_acc", max(metrics["val_acc"], trial.user_attrs.get("val_acc", 0.0))
+            )
+            ctx.progress.epoch_done(trial.number, epoch, metrics)
+            trial.report(metrics["val_acc"], epoch)
+            return trial.should_prune()
+
+        result = train(
+            model,
+            data,
+            cfg.train,
+            kd=cfg.kd,
+            teacher=teacher,
+            on_epoch_end=on_epoch_end,
+            device=resolve_device(cfg.train.device),
+            stages=make_stages(cfg, plan),
+            distiller=distiller,
+        )
+        distiller.close()
+        model = model.cpu()
+        params = count_params(model, cfg.budget.count)
+        # The budget is hard: a model that grew during training (or ended larger than its
+        # plan said) is a bug, not a result. A trial stopped early may end before its last
+        # pruning step; it is recorded early-stopped, never on the front.
+        if not result.stopped_early and params > min(cfg.budget.max_params, plan.final_params):
+            raise RuntimeError(
+                f"trained model has {params} parameters; planned {plan.final_params}, "
+                f"budget {cfg.budget.max_params}"
+            )
+        trial.set_user_attr("val_acc", result.val_acc)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        final = {
+            "val_acc": result.val_acc,
+            "params": params,
+            "params_dense": count_params(model, "dense"),
+            "params_nonzero": count_params(model, "nonzero"),
+            "macs": macs,
+            "train_seconds": result.train_seconds,
+            "best_epoch": result.best_epoch,
+        }
+        if cfg.quantize.int8:
+            final.update(self._quantize(run_id, model, data, cfg))
+        ctx.tracker.log_metrics(run_id, final, step=len(result.history))
+        self._log_model_files(run_id, model, result.state_dict, cfg.dataset.image_size)
+        return result.val_acc, result.stopped_early
+
+    def _quantize(
+        self, run_id: str, model: torch.nn.Module, data: TrainData, cfg: TrialConfig
+    ) -> dict[str, float]:
+        """Post-training int8 of the trained student: its accuracy and size, and the program."""
+        from sweep.compress.quantize import quantize_and_measure, save_quantized
+
+        result, measured = quantize_and_measure(
+            model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "student_int8.pt2"
+            save_quantized(result, path)
+            self.context.tracker.log_artifact(run_id, path, "int8")
+        return measured
+
+    def _log_model_files(
+        self, run_id: str, model: torch.nn.Module, state_dict: dict[str, Any], image_size: int
+    ) -> None:
+        tracker = self.context.tracker
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = save_state_dict(state_dict, Path(tmp) / Path(RUN_WEIGHTS).name)
+            tracker.log_artifact(run_id, checkpoint, str(Path(RUN_WEIGHTS).parent))
+        tracker.log_files(run_id, {"model_summary.txt": model_summary(model, image_size)})

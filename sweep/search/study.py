@@ -1,0 +1,272 @@
+"""Running a study: open or resume it, run trials until enough finish, keep the front fresh.
+
+Re-running the same command continues the study: trials already finished count toward
+``--trials``, the MLflow parent is found again through the study's user attrs, and nothing
+starts over. Over-budget proposals do not count, but a study whose sampler keeps proposing
+only over-budget models stops with a message instead of looping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from filelock import FileLock
+from optuna.storages import BaseStorage
+
+from sweep.config import flatten
+from sweep.errors import SweepError
+from sweep.paths import (
+    artifact_location,
+    default_storage,
+    study_lock_path,
+    sweep_home,
+    tracking_uri,
+)
+from sweep.search.pareto import TrialRecord, best_trial, infeasible_streak, pareto_front, record
+from sweep.search.preflight import preflight
+from sweep.search.samplers import make_pruner, make_sampler
+from sweep.search.space import SearchSpace, parse_space
+from sweep.search.storage import StaleTrialCallback, open_storage, study_names
+from sweep.track.plots import front_figure
+from sweep.track.tracker import FRONT_ATTR, Tracker, check_reachable
+
+MAX_FAILED_STREAK = 5
+SPACE_ATTR = "space"
+# What `sweep run` asked for, so `sweep worker` on another host knows when to stop, and how
+# often a trial whose worker died is tried again.
+TARGET_ATTR = "target_trials"
+MAX_RETRIES_ATTR = "max_retries"
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a finished ``sweep run`` reports."""
+
+    study_name: str
+    finished: int
+    best: TrialRecord | None
+    front: list[TrialRecord]
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
+class SweepSession:
+    """A study opened by ``sweep run``: everything its trials, or its workers, need."""
+
+    space: SearchSpace
+    trials: int
+    home: Path
+    storage_url: str
+    storage: BaseStorage
+    study: optuna.Study
+    tracker: Tracker
+    parent_id: str
+    num_classes: int
+    max_retries: int
+
+
+def load_records(study: optuna.Study) -> list[TrialRecord]:
+    """Every trial of a study as a TrialRecord, read from the storage."""
+    return [record(t) for t in study.get_trials(deepcopy=False)]
+
+
+def open_study(
+    study_name: str,
+    storage: BaseStorage,
+    space: SearchSpace | None = None,
+    num_classes: int | None = None,
+) -> optuna.Study:
+    """Create or load a study; without a space the study must exist already.
+
+    With ``num_classes`` the sampler screens its proposals against the budget.
+    """
+    if space is None:
+        if study_name not in study_names(storage):
+            known = ", ".join(study_names(storage)) or "none"
+            raise SweepError(f"--study: no study named {study_name!r} (studies: {known})")
+        return optuna.load_study(study_name=study_name, storage=storage)
+    return optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction=space.direction,
+        sampler=make_sampler(space, num_classes),
+        pruner=make_pruner(space),
+        load_if_exists=True,
+    )
+
+
+def front_table(front: list[TrialRecord]) -> pd.DataFrame:
+    """The front as a table (``pareto.csv``): one row per trial, fewest parameters first."""
+    fields = {"trial": "number", "val_acc": "val_acc", "params": "params", "macs": "macs"}
+    fields.update({"family": "family", "run_id": "run_id"})
+    rows = [[getattr(r, name) for name in fields.values()] for r in front]
+    return pd.DataFrame(rows, columns=list(fields))
+
+
+def refresh_front(
+    study: optuna.Study, tracker: Tracker, parent_id: str, max_params: int
+) -> tuple[list[TrialRecord], list[TrialRecord]]:
+    """Recompute the front from the storage and publish it to the MLflow parent run.
+
+    Returns:
+        Every trial as read from the storage, and the front.
+    """
+    import matplotlib.pyplot as plt
+
+    records = load_records(study)
+    front = pareto_front(records, max_params)
+    previous = study.user_attrs.get(FRONT_ATTR, [])
+    figure = front_figure(records, front, max_params, study.study_name)
+    try:
+        now = tracker.update_front(
+            parent_id,
+            front,
+            previous,
+            {r.number: r for r in records},
+            front_table(front).to_csv(index=False),
+            figure,
+        )
+    finally:
+        plt.close(figure)
+    study.set_user_attr(FRONT_ATTR, now)
+    return records, front
+
+
+def read_study(
+    study_name: str, storage_url: str | None, home: Path
+) -> tuple[optuna.Study, SearchSpace, list[TrialRecord]]:
+    """An existing study, the space it was run with (kept in its user attrs) and its trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(study_name, open_storage(storage_url or default_storage(home)))
+    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
+    return study, space, load_records(study)
+
+
+def open_sweep(
+    space: SearchSpace,
+    trials: int,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    max_retries: int = 1,
+    on_stale_trial: StaleTrialCallback | None = None,
+) -> SweepSession:
+    """Check the input, then create or resume the study and its MLflow parent run.
+
+    Args:
+        space: the validated search space.
+        trials: finished trials the study should hold (kept in its user attrs for workers).
+        storage_url: Optuna storage; default the journal file under the home folder.
+        home: the sweep home folder; default ``$SWEEP_HOME`` or ``./sweep-runs``.
+        max_retries: how often a trial whose worker died is tried again.
+        on_stale_trial: called by Optuna's heartbeat (database storages) for each trial it
+            fails because its worker stopped beating.
+
+    Returns:
+        The open session.
+    """
+    home = home or sweep_home()
+    checked = preflight(space, home)  # before anything is created: bad input changes nothing
+    home.mkdir(parents=True, exist_ok=True)
+    storage_url = storage_url or default_storage(home)
+    check_reachable(tracking_uri(home))  # before the storage writes its first byte
+    storage = open_storage(storage_url, on_stale_trial=on_stale_trial)
+    tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(space.study_name, storage, space, checked.num_classes)
+    study.set_user_attr(SPACE_ATTR, space.document)
+    study.set_user_attr(TARGET_ATTR, trials)
+    study.set_user_attr(MAX_RETRIES_ATTR, max_retries)
+    lock = study_lock_path(home, space.study_name)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        parent_id = tracker.ensure_parent(study, _description(space, trials))
+    return SweepSession(
+        space,
+        trials,
+        home,
+        storage_url,
+        storage,
+        study,
+        tracker,
+        parent_id,
+        checked.num_classes,
+        max_retries,
+    )
+
+
+@contextmanager
+def parent_running(session: SweepSession) -> Iterator[None]:
+    """Mark the parent run RUNNING for the block, then FINISHED, KILLED (Ctrl-C) or FAILED."""
+    session.tracker.set_status(session.parent_id, "RUNNING")
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        session.tracker.set_status(session.parent_id, status)
+
+
+def close_sweep(session: SweepSession) -> SweepSummary:
+    """Publish the final front and summarise."""
+    space, study, tracker = session.space, session.study, session.tracker
+    max_params = space.defaults.budget.max_params
+    records, front = refresh_front(study, tracker, session.parent_id, max_params)
+    best = best_trial(records, max_params, space.direction)
+    finished = sum(r.finished for r in records)
+    return SweepSummary(space.study_name, finished, best, front, session.parent_id)
+
+
+def check_streaks(records: list[TrialRecord], space: SearchSpace) -> None:
+    """Stop a study that only proposes over-budget models, or whose trials keep failing.
+
+    Raises:
+        SweepError: naming the space file and what to change.
+    """
+    streak = infeasible_streak(records)
+    if streak >= space.max_infeasible_streak:
+        raise SweepError(
+            f"{space.source}: params: the last {streak} proposals were all over the "
+            f"parameter budget; narrow the search (lower the widths' high ends) "
+            f"or raise max_infeasible_streak"
+        )
+    failed = 0
+    for r in sorted(records, key=lambda r: r.number, reverse=True):
+        if r.state != "failed":
+            break
+        failed += 1
+    if failed >= MAX_FAILED_STREAK:
+        raise SweepError(
+            f"{space.source}: the last {failed} trials failed; see the warnings above "
+            f"and the FAILED runs in MLflow"
+        )
+
+
+def trial_line(r: TrialRecord, trial: optuna.trial.FrozenTrial) -> str:
+    """The progress line's text for a finished trial: accuracy and size, or why it failed."""
+    params = f"{r.params:,} params" if r.params is not None else ""
+    if r.state == "failed":
+        return f"{params} failed: {trial.system_attrs.get('fail_reason', 'see the log')}"
+    acc = f"val_acc {r.val_acc:.4f} " if r.val_acc is not None else ""
+    return f"{acc}{params}"
+
+
+def _description(space: SearchSpace, trials: int) -> dict[str, object]:
+    """The parent run's params: how the study searches and what it holds fixed."""
+    base = flatten(space.defaults)
+    return {
+        "space": space.source,
+        "objective": space.objective,
+        "sampler": space.sampler["name"],
+        "early_stopping": space.early_stopping["name"],
+        "trials": trials,
+        "searched": ", ".join(p.name for p in space.params),
+        **{f"fixed.{k}": v for k, v in base.items() if k.startswith(("budget.", "dataset."))},
+    }

@@ -1,0 +1,63 @@
+"""``sweep status``: trials by state, the best feasible trial and the front, as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sweep.paths import sweep_home
+from sweep.search.pareto import STATES, TrialRecord, best_trial, count_states, pareto_front
+from sweep.search.study import read_study
+
+
+def _trial_table(title: str, records: list[TrialRecord]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("trial", "val_acc", "params", "MACs", "family", "MLflow run"):
+        table.add_column(
+            column, justify="right" if column in ("trial", "params", "MACs") else "left"
+        )
+    for r in records:
+        table.add_row(
+            str(r.number),
+            f"{r.val_acc:.4f}" if r.val_acc is not None else "-",
+            f"{r.params:,}" if r.params is not None else "-",
+            f"{r.macs:,}" if r.macs is not None else "-",
+            r.family or "-",
+            r.run_id or "-",
+        )
+    return table
+
+
+def print_status(
+    study_name: str,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, int]:
+    """Print the study's state counts, best feasible trial and Pareto front.
+
+    Returns:
+        The count of trials in each state.
+    """
+    home = home or sweep_home()
+    console = console or Console()
+    _, space, records = read_study(study_name, storage_url, home)
+    max_params = space.defaults.budget.max_params
+    counts = count_states(records)
+
+    states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")
+    for state in STATES:
+        states.add_column(state, justify="right")
+    states.add_row(*(str(counts[s]) for s in STATES))
+    console.print(states)
+
+    best = best_trial(records, max_params, space.direction)
+    if best is None:
+        console.print(f"no complete trial within {max_params:,} parameters yet")
+    else:
+        console.print(_trial_table(f"best feasible trial (budget {max_params:,})", [best]))
+    front = pareto_front(records, max_params)
+    console.print(_trial_table("Pareto front (accuracy vs parameters)", front))
+    return counts

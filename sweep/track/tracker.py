@@ -1,0 +1,293 @@
+"""The MLflow layout: one experiment per study, a parent run, one nested child per trial.
+
+Written against ``MlflowClient`` directly (optuna-integration's MLflow callback is deprecated
+and logs flat runs with no parent). The parent run's id lives in the study's user attrs so
+every worker, on every host, nests its children under the same parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+
+from sweep.errors import SweepError
+
+if TYPE_CHECKING:  # search builds on this package; only the type is needed here
+    from sweep.search.pareto import TrialRecord
+
+PARENT_ATTR = "mlflow_parent_run_id"
+FRONT_ATTR = "pareto_trials"
+# How long a process that just published a new parent run waits before reading the study's
+# attribute back: long enough for a rival that read "no parent" at the same moment to have
+# written its own, so both see the same last writer.
+PARENT_SETTLE_SECONDS = 0.5
+# MLflow's status for each trial state: an early-stopped or never-trained trial was killed
+# before the end; the ``state`` tag tells which.
+RUN_STATUS = {
+    "complete": "FINISHED",
+    "early-stopped": "KILLED",
+    "infeasible": "KILLED",
+    "failed": "FAILED",
+}
+
+
+class Tracker:
+    """Logs a study to MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI (``sqlite:///...``, ``http://host:5000``).
+        experiment_name: the study name.
+        artifact_location: where a new experiment keeps artifacts (embedded store only;
+            a tracking server decides itself when this is None).
+    """
+
+    def __init__(
+        self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        check_reachable(tracking_uri)
+        try:
+            experiment = self.client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                experiment_id = self.client.create_experiment(
+                    experiment_name, artifact_location=artifact_location
+                )
+            else:
+                experiment_id = experiment.experiment_id
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many types for "unreachable".
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SweepError(
+                f"MLFLOW_TRACKING_URI: {tracking_uri}: cannot use it ({reason})"
+            ) from None
+        self.experiment_id = experiment_id
+        self.experiment_name = experiment_name
+        # Called as (trial number, run id) once a trial's run exists: a worker records it
+        # with the trial it holds, so whoever finds the worker dead can end the run.
+        self.on_trial_run: Callable[[int, str], None] | None = None
+
+    def ensure_parent(self, study: Any, description: Mapping[str, Any]) -> str:
+        """Return the study's parent run id, creating the run on first use.
+
+        Two processes may create the parent at once (two hosts starting the same study).
+        Each publishes its run in the study's user attrs, waits, reads the attribute back
+        and deletes its own run when another one won, so the study keeps one parent. Callers
+        on one host also hold the study's lock (see :func:`sweep.paths.study_lock_path`).
+
+        Args:
+            study: the Optuna study (its user attrs hold the parent id).
+            description: settings logged as the parent's params (sampler, budget, ...).
+        """
+        run_id = self._existing_parent(study)
+        if run_id is not None:
+            return run_id
+        tags = {"sweep.role": "study", "optuna.study": study.study_name}
+        mine = self.start_run(study.study_name, description, tags)
+        if self._existing_parent(study) is None:
+            study.set_user_attr(PARENT_ATTR, mine)
+            time.sleep(PARENT_SETTLE_SECONDS)
+        winner = self._existing_parent(study)
+        if winner is None:  # our write was the only one, yet unreadable: keep ours
+            study.set_user_attr(PARENT_ATTR, mine)
+            return mine
+        if winner != mine:
+            self.client.delete_run(mine)
+        return winner
+
+    def parent_of(self, study: Any) -> str:
+        """The parent run of a study that ``sweep run`` started (workers only read it).
+
+        Raises:
+            SweepError: the study has no parent run in this tracking store.
+        """
+        run_id = self._existing_parent(study)
+        if run_id is None:
+            raise SweepError(
+                f"MLFLOW_TRACKING_URI: {self.tracking_uri}: holds no parent run of study "
+                f"{study.study_name!r}; start the study with `sweep run` and point every "
+                f"worker at the same tracking server"
+            )
+        return run_id
+
+    def _existing_parent(self, study: Any) -> str | None:
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id is None:
+            return None
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - the store was wiped: the id names nothing.
+            return None
+        return None if run.info.lifecycle_stage == "deleted" else run_id
+
+    def start_run(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """Create a run with params and tags; returns its id."""
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any]) -> str:
+        """Create the child run of a trial, with its flattened settings as params."""
+        tags = {
+            "mlflow.parentRunId": parent_id,
+            "optuna.trial": str(number),
+            "state": "running",
+            "sweep.role": "trial",
+            # Which process ran it: workers on several hosts share one parent run.
+            "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
+        run_id = self.start_run(f"trial-{number:04d}", params, tags)
+        if self.on_trial_run is not None:
+            self.on_trial_run(number, run_id)
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log a dict of metrics at one step (one epoch)."""
+        timestamp = int(mlflow.utils.time.get_current_time_millis())
+        batch = [Metric(k, float(v), timestamp, step) for k, v in metrics.items()]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch, synchronous=True)
+
+    def log_files(self, run_id: str, files: Mapping[str, str], folder: str = "") -> None:
+        """Write text as artifact files ``{name: content}`` of a run."""
+        for name, content in files.items():
+            self.client.log_text(run_id, content, f"{folder}/{name}" if folder else name)
+
+    def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
+        """Log a local file as an artifact of a run."""
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def log_config(self, run_id: str, config: Mapping[str, Any]) -> None:
+        """Log the resolved trial config as ``config.yaml``, in the order it was given.
+
+        (``log_dict`` would sort the keys and write tuples as Python-only YAML tags.)
+        """
+        self.client.log_text(run_id, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """Set a run's status: RUNNING while a sweep works on it, then how it ended."""
+        if status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status=status)
+
+    def finish_trial(self, run_id: str, state: str) -> None:
+        """Tag the trial's state and end its run with the matching MLflow status."""
+        self.client.set_tag(run_id, "state", state)
+        self.client.set_terminated(run_id, status=RUN_STATUS[state])
+
+    def fail_running_trial(self, parent_id: str, number: int, run_id: str | None) -> bool:
+        """End a trial's child run as FAILED if it is still RUNNING (its worker died).
+
+        Args:
+            parent_id: the study's parent run.
+            number: the trial number (found by tag when the run id was never recorded).
+            run_id: the child run, when known.
+
+        Returns:
+            Whether a running run was ended.
+        """
+        if run_id is None:
+            where = (
+                f"tags.`mlflow.parentRunId` = '{parent_id}' and tags.`optuna.trial` = "
+                f"'{number}' and attributes.status = 'RUNNING'"
+            )
+            runs = self.client.search_runs([self.experiment_id], filter_string=where)
+            run_id = runs[0].info.run_id if runs else None
+        if run_id is None or self.client.get_run(run_id).info.status != "RUNNING":
+            return False
+        self.finish_trial(run_id, "failed")
+        return True
+
+    def update_front(
+        self,
+        parent_id: str,
+        front: Sequence[TrialRecord],
+        previous: Sequence[int],
+        records_by_number: Mapping[int, TrialRecord],
+        table_csv: str,
+        figure: Any,
+    ) -> list[int]:
+        """Refresh the parent's ``pareto.csv`` and plot, and the children's ``pareto`` tags.
+
+        Args:
+            parent_id: the parent run.
+            front: the current front.
+            previous: trial numbers on the front as last recorded.
+            records_by_number: every trial, to find the child run of a trial number.
+            table_csv: the front as CSV text.
+            figure: a matplotlib figure of accuracy vs parameters.
+
+        Returns:
+            The trial numbers now on the front.
+        """
+        now = [r.number for r in front]
+        for number in set(now) ^ set(previous):
+            trial = records_by_number.get(number)
+            if trial is not None and trial.run_id is not None:
+                self.client.set_tag(trial.run_id, "pareto", str(number in now).lower())
+        self.log_files(parent_id, {"pareto.csv": table_csv})
+        self.client.log_figure(parent_id, figure, "pareto.png")
+        return now
+
+    def register_model(self, run_id: str, model: Any, name: str) -> str:
+        """Log the best model under its trial's run and register it; returns the version."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        # We chose pickle on purpose (see below); MLflow warns about it on every call.
+        pytorch_log = logging.getLogger("mlflow.pytorch")
+        level = pytorch_log.level
+        pytorch_log.setLevel(logging.ERROR)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                registered_model_name=name,
+                # Inferring requirements imports and inspects the environment: slow and
+                # unneeded, since the model rebuilds from the sweep package.
+                pip_requirements=["torch", "torchvision", "sweep"],
+                # "pt2" (a traced graph) needs an example input; a pickled module needs
+                # only the sweep package to load.
+                serialization_format="pickle",
+            )
+        pytorch_log.setLevel(level)
+        version = str(info.registered_model_version)
+        self.client.set_registered_model_alias(name, "best", version)
+        return version
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        # log_batch sends at most 100 params a request itself, and MLflow cuts values
+        # over its 6,000-character limit (with a warning).
+        items = [Param(str(k), "" if v is None else str(v)) for k, v in params.items()]
+        self.client.log_batch(run_id, params=items, synchronous=True)
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail fast on a tracking server that does not answer.
+
+    MLflow's own client retries a dead server with backoff for minutes (right for a short
+    outage mid-run, wrong at start): one quick probe of ``/health`` first. Local stores
+    (``sqlite:///...``) pass.
+
+    Raises:
+        SweepError: the server does not answer.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(tracking_uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise SweepError(
+            f"MLFLOW_TRACKING_URI: {tracking_uri}: cannot use it (no answer: {reason})"
+        ) from None

@@ -1,0 +1,62 @@
+"""The MLflow parent run: one per study even when two processes create it at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sweep.errors import SweepError
+from sweep.search.storage import open_storage
+from sweep.track.tracker import Tracker, check_reachable
+
+
+def test_two_processes_creating_the_parent_at_once_end_with_one(tmp_path: Path) -> None:
+    journal = str(tmp_path / "optuna.journal")
+    optuna.create_study(study_name="race", storage=open_storage(journal))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker(uri, "race")  # the experiment exists; the race is about the parent run
+    start = threading.Barrier(2)
+    chosen: list[str] = []
+
+    def create() -> None:
+        # Each "process" has its own storage, study and tracker, as on two hosts.
+        study = optuna.load_study(study_name="race", storage=open_storage(journal))
+        tracker = Tracker(uri, "race")
+        start.wait()
+        chosen.append(tracker.ensure_parent(study, {"trials": 10}))
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tracker = Tracker(uri, "race")
+    parents = tracker.client.search_runs(
+        [tracker.experiment_id], "tags.`sweep.role` = 'study'"
+    )  # deleted runs are not listed
+    assert len(parents) == 1
+    assert chosen == [parents[0].info.run_id] * 2
+    study = optuna.load_study(study_name="race", storage=open_storage(journal))
+    assert tracker.parent_of(study) == parents[0].info.run_id
+
+
+def test_a_worker_needs_the_parent_that_sweep_run_made(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="np", storage=open_storage(str(tmp_path / "j")))
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "np")
+    with pytest.raises(SweepError, match="holds no parent run of study 'np'"):
+        tracker.parent_of(study)
+    study.set_user_attr("mlflow_parent_run_id", "0" * 32)  # from another tracking store
+    with pytest.raises(SweepError, match="point every worker at the same tracking server"):
+        tracker.parent_of(study)
+
+
+def test_an_unreachable_tracking_server_fails_at_once() -> None:
+    began = time.monotonic()
+    with pytest.raises(SweepError, match="MLFLOW_TRACKING_URI: http://127.0.0.1:1: cannot use"):
+        check_reachable("http://127.0.0.1:1")
+    assert time.monotonic() - began < 5  # not MLflow's minutes of retries
+    check_reachable("sqlite:///anything.db")  # a local store has nothing to reach
