@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
+
+from sweep.data import ensure_demo_dataset
 
 # The settings every CLI test space shares: 16-px images, 1 epoch, a 1-epoch teacher.
 TINY_DATASET = {
@@ -88,3 +91,53 @@ def tiny_loaders(
         train=DataLoader(dataset, batch_size=batch, shuffle=True),
         val=DataLoader(dataset, batch_size=batch),
     )
+
+
+def write_jpeg(path: Path, seed: int, size: tuple[int, int] = (24, 20), mode: str = "RGB") -> None:
+    """Write a JPEG of random pixels (``mode`` RGB or L) at ``size`` (width, height)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "L": 1}[mode]
+    pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+    Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels).save(path)
+
+
+def write_labeled_tree(
+    root: Path, train: dict[int, int], val: dict[int, int], n_eval: int = 3
+) -> Path:
+    """A food-11 tree of random JPEGs: ``{label: count}`` per labeled split, ``n_eval``
+    unlabeled ones."""
+    seed = 0
+    for split, counts in (("training", train), ("validation", val)):
+        for label, count in counts.items():
+            for i in range(count):
+                seed += 1
+                write_jpeg(root / split / f"{label}_{i}.jpg", seed)
+    for i in range(n_eval):
+        seed += 1
+        write_jpeg(root / "evaluation" / f"{i:04d}.jpg", seed)
+    return root
+
+
+@pytest.fixture
+def food(tmp_path: Path) -> Path:
+    """A food-11 tree of 12 training, 4 validation and 3 evaluation random JPEGs."""
+    return write_labeled_tree(tmp_path / "food", {0: 4, 1: 3, 2: 5}, {0: 2, 2: 2})
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home folder whose demo data set was built by two threads racing for it."""
+    home = tmp_path_factory.mktemp("home")
+    root = home / "data" / "demo"
+    results: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(ensure_demo_dataset(root)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [root, root]
+    return home

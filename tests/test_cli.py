@@ -216,3 +216,20 @@ def test_rerun_resumes_without_a_second_parent(swept: dict) -> None:
     )
     assert len(children) == 4
     assert not _runs(client, experiment.experiment_id, "attributes.status = 'RUNNING'")
+
+
+def test_teacher_cache_writes_the_asked_views(swept: dict) -> None:
+    home = swept["home"]
+    before = set((home / "cache").glob("soft-labels-*.npy"))
+    done = sweep_cli(
+        home, "teacher", "cache", "--space", str(swept["space"]), "--views", "2",
+        "--data-dir", str(swept["data"]),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [written] = set((home / "cache").glob("soft-labels-*.npy")) - before
+    assert f"2 views of 48 images in {written}" in done.stdout
+    refused = sweep_cli(home, "teacher", "cache", "--space", str(swept["space"]), "--views", "0")
+    assert (
+        refused.returncode == 2
+        and refused.stderr.strip() == "sweep: error: --views: must be at least 1"
+    )
