@@ -31,6 +31,8 @@ class Bound:
     gt: float | None = None
     lt: float | None = None
     odd: bool = False
+    le: float | None = None
+    even: bool = False
 
     def problem(self, value: float) -> str | None:
         """Return why ``value`` is out of range, or None when it is allowed."""
@@ -40,6 +42,10 @@ class Bound:
             return f"must be > {self.gt:g}, got {value!r}"
         if self.lt is not None and value >= self.lt:
             return f"must be < {self.lt:g}, got {value!r}"
+        if self.le is not None and value > self.le:
+            return f"must be <= {self.le:g}, got {value!r}"
+        if self.even and value % 2 != 0:
+            return f"must be even, got {value!r}"
         return f"must be odd, got {value!r}" if self.odd and value % 2 != 1 else None
 
 
@@ -48,6 +54,9 @@ Widths = Annotated[Sequence[int], Bound(ge=1)]
 Kernel = Annotated[int, Bound(ge=1, odd=True)]  # odd, so padding k // 2 keeps "same" sizes
 Rate = Annotated[float, Bound(ge=0.0, lt=1.0)]
 Multiplier = Annotated[float, Bound(gt=0.0)]
+Stride = Annotated[int, Bound(ge=1, le=4)]
+Steps = Annotated[int, Bound(ge=0)]  # how many stages halve the feature map
+EvenWidths = Annotated[Sequence[int], Bound(ge=2, even=True)]  # split into two halves
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 

@@ -32,7 +32,7 @@ from sweep.distill.taps import (
     tap_shapes,
     teacher_taps,
 )
-from sweep.models.families import StudentNet
+from sweep.models.families import StudentNet, stack_stages
 from sweep.models.registry import create_student
 
 
@@ -272,7 +272,8 @@ def _pooled_student(size: int) -> StudentNet:
     def block(c_in: int, c_out: int, stride: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.AdaptiveAvgPool2d(size))
 
-    return StudentNet(nn.Conv2d(3, 4, 3, padding=1), 4, [(8, 1, 1)], block, 11, 0.0)
+    layers, width = stack_stages(4, [(8, 1, 1)], block)
+    return StudentNet([nn.Conv2d(3, 4, 3, padding=1), *layers], width, 11, 0.0)
 
 
 @pytest.mark.parametrize(("size", "stage"), [(13, "stage1"), (12, "stage2"), (11, "stage2")])

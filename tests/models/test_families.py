@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
+from test_budget import torchsummary_total
 from torch import nn
 
+from sweep.compress.plan import NOT_CHANNEL_PRUNABLE, check_schedule
+from sweep.compress.prune import prune_step, ratio_for_target, structured_pruner
+from sweep.config import build_config
+from sweep.distill.taps import student_taps, tap_shapes
+from sweep.errors import ConfigError
+from sweep.models.artifact import StudentArtifact
+from sweep.models.budget import count_params
 from sweep.models.registry import (
     create_student,
     student_families,
@@ -106,3 +118,112 @@ def test_construction_is_deterministic_given_the_seed() -> None:
     torch.manual_seed(7)
     second = create_student("inverted_residual", 11).state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+# Every family: at its defaults (224-px shapes), and as the small-input options build it.
+ALL = ["dsconv", "inverted_residual", "plain", "ghostnet", "shufflenet_v2", "mobilenet_v3"]
+SMALL_INPUT = {
+    "dsconv": {"stem_stride": 1},
+    "inverted_residual": {"stem_stride": 1, "full_res_stages": 2},
+    "plain": {"stem_stride": 1, "full_res_stages": 1},
+    "ghostnet": {"stem_stride": 1, "full_res_stages": 1},
+    "shufflenet_v2": {"stem_stride": 1, "stem_pool": False},
+    "mobilenet_v3": {"stem_stride": 1, "full_res_stages": 1},
+}
+OVER_BUDGET = {  # wider than 60k, for prune-to-budget
+    "dsconv": {"widths": [96, 192, 384]},
+    "inverted_residual": {"width_mult": 1.5, "expansion": 6},
+    "plain": {"widths": [48, 96, 128]},
+    "ghostnet": {"width_mult": 2.5},
+    "shufflenet_v2": {"stem": 24, "widths": [48, 96, 192], "repeats": [4, 8, 4], "last_conv": 64},
+    "mobilenet_v3": {"width_mult": 1.0},
+}
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_every_family_fits_the_budget_at_its_defaults_and_counts_exactly(family: str) -> None:
+    model = create_student(family, 11)
+    assert 20_000 < count_params(model) <= 60_000
+    with torch.device("meta"):  # the budget check counts without allocating
+        assert count_params(create_student(family, 11)) == count_params(model)
+    assert torchsummary_total(model, 32) == count_params(model)
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_small_input_options_keep_a_4x4_map_at_32px(family: str) -> None:
+    default = create_student(family, 11).eval()
+    small = create_student(family, 11, SMALL_INPUT[family]).eval()
+    with torch.no_grad():
+        assert default.features(torch.zeros(1, 3, 224, 224)).shape[-1] in (7, 14)
+        assert default.features(torch.zeros(1, 3, 32, 32)).shape[-1] <= 2
+        assert small.features(torch.zeros(1, 3, 32, 32)).shape[-1] >= 4
+    assert count_params(small) == count_params(default)  # strides move no parameter
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_every_family_trains_a_step_and_exposes_its_stages(family: str) -> None:
+    torch.manual_seed(0)
+    model = create_student(family, 3, SMALL_INPUT[family])
+    images, labels = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = F.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+    assert math.isfinite(loss.item())
+    moved = sum(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert moved > len(before) // 2
+    shapes = tap_shapes(model, student_taps(model), 32)  # what FitNet and RKD read
+    assert len(shapes) == len(model.features) and shapes["embedding"][0] > 0
+    assert all(len(s) == 3 for name, s in shapes.items() if name != "embedding")
+
+
+@pytest.mark.parametrize("family", sorted(set(ALL) - set(NOT_CHANNEL_PRUNABLE)))
+def test_every_prunable_family_survives_prune_to_budget(family: str) -> None:
+    options = OVER_BUDGET[family]
+    assert count_params(create_student(family, 11, options)) > 60_000
+
+    def build() -> nn.Module:
+        return create_student(family, 11, options)
+
+    ratio = ratio_for_target(build, 32, 60_000)
+    model = build()
+    pruner = structured_pruner(model, 32, ratio=ratio)
+    after = prune_step(pruner, model)
+    assert 50_000 < after <= 60_000 and after == count_params(model)
+    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 11)
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_every_family_saves_and_reloads(family: str, tmp_path: Path) -> None:
+    cfg = build_config({"student.family": family, "dataset.image_size": 32}, "test")
+    torch.manual_seed(0)
+    model = create_student(family, 11).eval()
+    StudentArtifact(cfg, 11, state_dict=model.state_dict()).save(tmp_path, "c.yaml", "w.ckpt")
+    reloaded = StudentArtifact.load(tmp_path / "c.yaml", tmp_path / "w.ckpt").build()
+    images = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(reloaded(images), model(images))
+
+
+@pytest.mark.parametrize("family", sorted(NOT_CHANNEL_PRUNABLE))
+def test_structured_pruning_of_the_other_families_is_refused_before_training(family: str) -> None:
+    cfg = build_config(
+        {"student.family": family, "prune.method": "structured", "train.epochs": 40}, "s.yaml"
+    )
+    with pytest.raises(ConfigError, match=f"s.yaml: prune.method: .* the {family} family yet"):
+        check_schedule(cfg, "s.yaml")
+    unstructured = build_config(
+        {"student.family": family, "prune.method": "unstructured", "train.epochs": 40}, "s.yaml"
+    )
+    check_schedule(unstructured, "s.yaml")  # masks need no channel graph
+
+
+def test_family_specific_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="student.widths: shufflenet_v2 has 3 stages"):
+        create_student("shufflenet_v2", 11, {"widths": [32, 64]})
+    with pytest.raises(ConfigError, match="student.widths: element 0 must be even"):
+        create_student("shufflenet_v2", 11, {"widths": [33, 64, 128]})
+    with pytest.raises(ConfigError, match="student.activation: must be hardswish or relu"):
+        create_student("mobilenet_v3", 11, {"activation": "gelu"})
+    with pytest.raises(ConfigError, match="student.ratio: must be <= 4"):
+        create_student("ghostnet", 11, {"ratio": 5})

@@ -29,6 +29,8 @@ def test_option_defaults_come_from_the_signature() -> None:
         "blocks_per_stage": 1,
         "kernel_size": 3,
         "dropout": 0.0,
+        "stem_stride": 2,
+        "full_res_stages": 0,
     }
     assert student_option_defaults("inverted_residual") == {
         "width_mult": 0.5,
@@ -37,6 +39,8 @@ def test_option_defaults_come_from_the_signature() -> None:
         "stem": 16,
         "kernel_size": 3,
         "dropout": 0.0,
+        "stem_stride": 2,
+        "full_res_stages": 0,
     }
     student_option_defaults("dsconv")["widths"].append(512)  # a copy, not the default itself
     assert student_option_defaults("dsconv")["widths"] == [64, 128, 256]

@@ -1,0 +1,50 @@
+"""search_spaces/kd_small.yaml as shipped: every family is proposed, trained and recorded.
+
+The space runs as a user runs it, through the CLI, on a generated food-11-shaped folder; only
+the sizes are made small (32-px images, one epoch, a one-epoch teacher) and, per run, the
+family choice is narrowed to one, so each family trains once. The runs share one home, so
+the teacher trains once and is reused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from cli_runs import load, sweep
+
+SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "kd_small.yaml"
+FAMILIES = ["dsconv", "inverted_residual", "plain", "ghostnet", "shufflenet_v2", "mobilenet_v3"]
+SMALL = [
+    "--set", "dataset.image_size=32", "--set", "dataset.resize=32",
+    "--set", "teacher.checkpoint=null", "--set", "teacher.epochs=1",
+    "--set", "fixed.epochs=1", "--set", "fixed.batch_size=16", "--set", "fixed.num_workers=0",
+    "--set", "sampler.n_startup_trials=1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> Path:
+    home = tmp_path_factory.mktemp("kd_small") / "home"
+    for family in FAMILIES:
+        done = sweep(
+            home, "run", "--space", str(SPACE), "--trials", "1", "--no-progress",
+            "--data-dir", str(food11_dir), *SMALL, "--set", f"study=kd_{family}",
+            "--set", f"params.student.family.choices=[{family}]",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    return home
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_is_proposed_and_trained(home: Path, family: str) -> None:
+    study = load(home, f"kd_{family}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete, [(t.number, t.state, t.user_attrs) for t in study.trials]
+    trial = complete[0]
+    assert trial.params["student.family"] == family
+    assert trial.user_attrs["family"] == family
+    assert 0 < trial.user_attrs["params"] <= 60_000
+    assert 0.0 <= trial.value <= 1.0
+    assert len(list((home / "teachers").glob("*.ckpt"))) == 1  # one teacher for all six
