@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import types
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from sweep.compress.plan import plan_trial
 from sweep.compress.stages import make_stages
 from sweep.config import TrialConfig, build_config
 from sweep.distill.assistant import assistant_options, assistant_path
+from sweep.distill.base import DistillBatch
 from sweep.distill.distillers import (
     FeatureDistiller,
     MutualDistiller,
@@ -279,3 +281,32 @@ def test_takd_distils_its_assistant_once(teacher: nn.Module, tmp_path: Path) -> 
     assert len(calls) == 1 and path.stat().st_mtime_ns == mtime  # loaded, not trained again
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in assistant.state_dict().items())
     assert [p.name for p in path.parent.glob("*.ckpt")] == [path.name]
+
+
+@pytest.mark.parametrize(
+    "family", ["dsconv", "inverted_residual", "plain", "ghostnet", "shufflenet_v2", "mobilenet_v3"]
+)
+@pytest.mark.parametrize("method", ["fitnet", "rkd"])
+def test_feature_methods_find_every_familys_stages(
+    teacher: nn.Module, family: str, method: str
+) -> None:
+    cfg = build_config(
+        {"student.family": family, "kd.method": method, "dataset.image_size": 32}, "test"
+    )
+    torch.manual_seed(0)
+    model = create_student(family, CLASSES, cfg.student.options)
+    distiller = make_distiller(cfg, model, teacher, CLASSES)
+    try:
+        images, labels = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+        with torch.no_grad():
+            teacher_logits = teacher.eval()(images)
+        parts = distiller.loss(
+            DistillBatch(images, labels, model(images), teacher_logits, 0.5, 4.0, 0.0, nullcontext)
+        )
+    finally:
+        distiller.close()
+    assert parts["feature_loss"].item() > 0 and math.isfinite(parts["loss"].item())
+    if method == "fitnet":  # the regressor joins the student's last stage to a teacher stage
+        student_tap, teacher_tap = distiller.regressor.hint_pair
+        assert student_tap == f"stage{len(model.features) - 1}" and teacher_tap.startswith("stage")
+    assert hooked(model, teacher) == []
