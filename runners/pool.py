@@ -177,13 +177,16 @@ class _Pool:
             reason = f"its worker (pid {pid}) stopped with {how}"
             retries = self.max_retries if retry else 0
             with self.lock:
-                failed = release_trial(
+                released = release_trial(
                     s.study, s.storage, s.tracker, s.parent_id, held, reason, retries
                 )
             clear_held(s.home, pid)
-            if failed:
-                again = " and queued again" if retries else ""
-                line += f"; trial {held.number} failed{again}"
+            if released.failed:
+                line += f"; trial {held.number} failed"
+                if released.retried:
+                    line += " and queued again"
+                elif retries:
+                    line += f" (not queued again: its {retries} retries are used up)"
         if retry and self.monitor is not None:
             line += f"; log: {member.log}"
             self.monitor.display.note(line)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -24,6 +25,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from runners.held import HeldTrial, all_held, clear_held, holder_alive
 from sweep.track.tracker import Tracker
+
+
+class Released(NamedTuple):
+    """What :func:`release_trial` did."""
+
+    failed: bool  # the trial was failed here (it still ran)
+    retried: bool  # a retry was queued
 
 
 def retry_trial(study: optuna.Study, failed: FrozenTrial, max_retries: int) -> bool:
@@ -66,7 +74,7 @@ def release_trial(
     held: HeldTrial,
     reason: str,
     max_retries: int,
-) -> bool:
+) -> Released:
     """Fail a dead worker's trial if it still runs, end its MLflow run, maybe retry it.
 
     Args:
@@ -79,7 +87,8 @@ def release_trial(
         max_retries: retries allowed per original trial (0: none).
 
     Returns:
-        Whether the trial was failed here (False: it had ended already).
+        Whether the trial was failed here (False: it had ended already), and whether a retry
+        was queued (False also when its retries were used up).
     """
     trial = storage.get_trial(held.trial_id)
     failed_here = False
@@ -92,9 +101,10 @@ def release_trial(
     tracker.fail_running_trial(
         parent_id, held.number, held.run_id or trial.user_attrs.get("mlflow_run_id")
     )
+    retried = False
     if failed_here and max_retries > 0:
-        retry_trial(study, storage.get_trial(held.trial_id), max_retries)
-    return failed_here
+        retried = retry_trial(study, storage.get_trial(held.trial_id), max_retries)
+    return Released(failed_here, retried)
 
 
 def reap_dead_workers(
@@ -115,7 +125,7 @@ def reap_dead_workers(
         if holder_alive(held):
             continue
         reason = f"its worker (pid {held.pid}) died"
-        if release_trial(study, storage, tracker, parent_id, held, reason, max_retries):
+        if release_trial(study, storage, tracker, parent_id, held, reason, max_retries).failed:
             failed.append(held.number)
         clear_held(home, held.pid)
     return failed
@@ -143,7 +153,10 @@ def fail_orphans(
         if trial_id in held_ids:
             continue
         orphan = HeldTrial(0, "", study.study_name, trial_id, trial.number)
-        if release_trial(study, storage, tracker, parent_id, orphan, "no worker holds it", 0):
+        released = release_trial(
+            study, storage, tracker, parent_id, orphan, "no worker holds it", 0
+        )
+        if released.failed:
             failed.append(trial.number)
     return failed
 

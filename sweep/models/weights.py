@@ -41,12 +41,14 @@ def read_checkpoint(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, ...)
         text = str(exc)
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        # torch words it "Unsupported global: GLOBAL x.y" or, from 2.14 on for blocked
+        # modules, "Trying to load unsupported GLOBAL x.y whose module x is blocked".
+        refused = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, re.IGNORECASE)
         if refused:
             # Refusing arbitrary pickles is deliberate: loading them could run code from the file.
             raise CheckpointError(
-                f"{path}: refused by weights-only loading, it holds a pickled {refused[1]} "
-                "rather than only tensors; save model.state_dict() instead"
+                f"{path}: refused by weights-only loading: it holds code (a pickled "
+                f"{refused[1]}), not only tensors; save model.state_dict() instead"
             ) from exc
         detail = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
         reason = detail[1].strip() if detail else _one_line(exc)

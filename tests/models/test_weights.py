@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,21 @@ def test_a_prefix_on_some_keys_only_is_kept(tmp_path: Path) -> None:
     assert sorted(load_state_dict_file(tmp_path / "s.ckpt")) == ["b", "module.a"]
 
 
+class _RunsCode:
+    """Pickles as a call of os.system: what a malicious checkpoint holds."""
+
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo this must never run",))
+
+
 def test_unreadable_files_are_refused_in_one_line(tmp_path: Path) -> None:
     torch.save(nn.Linear(2, 2), tmp_path / "module.ckpt")  # a pickled module: code, not weights
     with pytest.raises(CheckpointError, match="refused by weights-only loading") as refused:
         load_state_dict_file(tmp_path / "module.ckpt")
     assert "\n" not in str(refused.value)
+    torch.save({"w": torch.ones(1), "run": _RunsCode()}, tmp_path / "code.ckpt")
+    with pytest.raises(CheckpointError, match="it holds code .*posix.system.*, not only tensors"):
+        load_state_dict_file(tmp_path / "code.ckpt")
     (tmp_path / "cut.ckpt").write_bytes(b"PK\x03\x04 not a whole file")
     with pytest.raises(CheckpointError, match="cut.ckpt: not a readable PyTorch checkpoint"):
         load_state_dict_file(tmp_path / "cut.ckpt")

@@ -15,7 +15,14 @@ from optuna.trial import TrialState
 
 import sweep.search.storage
 from runners.held import HeldTrial, all_held, this_host, write_held
-from runners.recovery import StaleTrialRetry, fail_orphans, reap_dead_workers, retry_trial
+from runners.recovery import (
+    Released,
+    StaleTrialRetry,
+    fail_orphans,
+    reap_dead_workers,
+    release_trial,
+    retry_trial,
+)
 from sweep.search.storage import open_storage
 from sweep.track.tracker import Tracker
 
@@ -142,3 +149,19 @@ def test_database_heartbeat_fails_and_retries_a_silent_workers_trial(
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1 and waiting[0].params == study.trials[trial.number].params
     assert MlflowClient(tracker.tracking_uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_release_says_whether_a_retry_was_queued(setup: dict) -> None:
+    s = setup
+    study = s["study"]
+    first, first_run = running_trial(s)
+    args = (study, s["storage"], s["tracker"], s["parent"])
+    released = release_trial(*args, held(first, dead_pid(), first_run), "died", 1)
+    assert released == Released(failed=True, retried=True)
+    retry = study.ask()  # the retry, running now; its worker dies too
+    run_id = s["tracker"].start_trial(s["parent"], retry.number, {})
+    released = release_trial(*args, held(retry, dead_pid(), run_id), "died", 1)
+    assert released == Released(failed=True, retried=False)  # its one retry is used up
+    assert release_trial(*args, held(retry, dead_pid(), run_id), "died", 1) == Released(
+        failed=False, retried=False
+    )
