@@ -27,6 +27,7 @@ from sweep.models.artifact import RUN_WEIGHTS, StudentArtifact
 from sweep.models.budget import BudgetReport, count_macs, count_params, model_summary
 from sweep.models.registry import create_student, validate_student_options
 from sweep.models.weights import save_state_dict
+from sweep.search.duplicates import earlier_with_same_settings, taken_trials
 from sweep.search.space import SearchSpace
 from sweep.track.tracker import Tracker
 from sweep.train import resolve_device, train
@@ -136,6 +137,12 @@ class Objective:
             ctx.tracker.log_metrics(
                 run_id, {"initial_params": plan.initial_params, "prune_ratio": plan.prune_ratio}
             )
+            duplicate = earlier_with_same_settings(trial, taken_trials(trial))
+            if duplicate is not None:
+                state = "duplicate"
+                trial.set_user_attr("state", state)
+                trial.set_user_attr("duplicate_of", duplicate.number)
+                raise optuna.TrialPruned(f"the same settings as trial {duplicate.number}")
             if not report.feasible:
                 state = "infeasible"
                 trial.set_user_attr("state", state)

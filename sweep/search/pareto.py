@@ -15,7 +15,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-STATES = ("complete", "early-stopped", "infeasible", "failed", "running")
+STATES = ("complete", "early-stopped", "infeasible", "duplicate", "failed", "running")
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,13 @@ class TrialRecord:
 
 
 def trial_state(trial: FrozenTrial) -> str:
-    """Our name for an Optuna trial's state (infeasible trials are PRUNED with a flag)."""
+    """Our name for an Optuna trial's state (infeasible and duplicate trials are PRUNED with a
+    flag)."""
     if trial.state == TrialState.COMPLETE:
         return "complete"
-    if trial.state == TrialState.PRUNED:
-        return "infeasible" if trial.user_attrs.get("state") == "infeasible" else "early-stopped"
+    if trial.state == TrialState.PRUNED:  # not trained (over budget, a duplicate) or stopped
+        untrained = trial.user_attrs.get("state")
+        return untrained if untrained in ("infeasible", "duplicate") else "early-stopped"
     if trial.state == TrialState.FAIL:
         return "failed"
     return "running"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
 from sweep.errors import SweepError
+from sweep.search.journal import mend_journal
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 # Remote workers on a database: a worker that stops beating for GRACE_SECONDS loses its trial
@@ -41,16 +43,16 @@ class JournalFlock:
     """
 
     def __init__(self, journal_path: str) -> None:
-        self._lock = FileLock(journal_path + ".flock")
+        self.file_lock = FileLock(journal_path + ".flock")
 
     def acquire(self) -> bool:
         """Block until this process holds the lock."""
-        self._lock.acquire()
+        self.file_lock.acquire()
         return True
 
     def release(self) -> None:
         """Let the next writer in."""
-        self._lock.release()
+        self.file_lock.release()
 
 
 def redact(url: str) -> str:
@@ -80,7 +82,11 @@ def open_storage(url: str, on_stale_trial: StaleTrialCallback | None = None) -> 
             raise SweepError(f"--storage: {url}: is a folder; give a journal file path")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            backend = JournalFileBackend(str(path), lock_obj=JournalFlock(str(path)))
+            lock = JournalFlock(str(path))
+            mended = mend_journal(path, lock.file_lock)
+            if mended:
+                print(f"sweep: {mended}", file=sys.stderr)
+            backend = JournalFileBackend(str(path), lock_obj=lock)
             return JournalStorage(backend)
         except OSError as exc:
             raise SweepError(f"--storage: {url}: cannot open journal file ({exc})") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -94,10 +94,25 @@ def open_study(
         study_name=study_name,
         storage=storage,
         direction=space.direction,
-        sampler=make_sampler(space, num_classes),
+        sampler=make_sampler(_resumed(space, storage, study_name), num_classes),
         pruner=make_pruner(space),
         load_if_exists=True,
     )
+
+
+def _resumed(space: SearchSpace, storage: BaseStorage, study_name: str) -> SearchSpace:
+    """The space with its sampler seed moved on by the trials the study already holds.
+
+    A sampler created again with the same seed replays the same random sequence (Optuna
+    keeps no sampler state in the storage), so a resumed study would propose its first
+    trials again. From scratch the seed is the space's, so the same command proposes the same
+    trials; each resume starts where the study stands.
+    """
+    seed = space.sampler.get("seed")
+    if seed is None or study_name not in study_names(storage):
+        return space
+    held = len(storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False))
+    return replace(space, sampler={**space.sampler, "seed": (int(seed) + held) % 2**31})
 
 
 def front_table(front: list[TrialRecord]) -> pd.DataFrame:

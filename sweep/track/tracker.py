@@ -37,6 +37,7 @@ RUN_STATUS = {
     "complete": "FINISHED",
     "early-stopped": "KILLED",
     "infeasible": "KILLED",
+    "duplicate": "KILLED",
     "failed": "FAILED",
 }
 
