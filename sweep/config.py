@@ -18,9 +18,18 @@ import functools
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from sweep.bounds import Bound
 from sweep.errors import ConfigError
+
+# Ranges, declared beside each field and checked as a YAML value or --set is read.
+Positive = Annotated[int, Bound(ge=1)]
+NonNegative = Annotated[int, Bound(ge=0)]
+PositiveFloat = Annotated[float, Bound(gt=0.0)]
+NonNegativeFloat = Annotated[float, Bound(ge=0.0)]
+Fraction = Annotated[float, Bound(ge=0.0, le=1.0)]
+Rate = Annotated[float, Bound(ge=0.0, lt=1.0)]
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,17 @@ class KDConfig:
     """
 
     method: Literal["hinton", "fitnet", "rkd", "dml", "takd"] = "hinton"
-    alpha: float = 0.5
-    temperature_start: float = 4.0
-    temperature_end: float = 4.0
+    alpha: Fraction = 0.5
+    temperature_start: PositiveFloat = 4.0
+    temperature_end: PositiveFloat = 4.0
     temperature_schedule: Literal["constant", "linear", "cosine", "step"] = "constant"
-    temperature_steps: int = 2
+    temperature_steps: Positive = 2
     teacher_mode: Literal["cached", "online"] = "cached"
-    views: int = 8
-    feature_weight: float | None = None  # fitnet/rkd feature loss weight; None: the method's
-    assistant_width: int = 128  # takd: the assistant is a dsconv of widths w, 2w, 4w
-    assistant_epochs: int | None = None  # takd: None trains it as long as the student
+    views: Positive = 8
+    # fitnet/rkd feature loss weight; None: the method's
+    feature_weight: NonNegativeFloat | None = None
+    assistant_width: Positive = 128  # takd: the assistant is a dsconv of widths w, 2w, 4w
+    assistant_epochs: Positive | None = None  # takd: None trains it as long as the student
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,12 @@ class PruneConfig:
 
     method: Literal["none", "structured", "unstructured"] = "none"
     importance: Literal["magnitude", "bn_scale", "taylor"] = "magnitude"
-    rate: float = 0.0
-    target_params: int | None = None
-    steps: int = 1
-    finetune_epochs: int = 1
-    start_epoch: int = 0
-    round_to: int | None = None
+    rate: Rate = 0.0
+    target_params: Positive | None = None
+    steps: Positive = 1
+    finetune_epochs: Positive = 1
+    start_epoch: NonNegative = 0
+    round_to: Positive | None = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,8 @@ class LowRankConfig:
     ``rank_ratio`` of each layer's full rank is kept; None leaves the model unfactorized.
     """
 
-    rank_ratio: float | None = None
-    start_epoch: int = 0
+    rank_ratio: Annotated[float, Bound(gt=0.0, le=1.0)] | None = None
+    start_epoch: NonNegative = 0
 
 
 @dataclass(frozen=True)
@@ -91,25 +101,25 @@ class QuantizeConfig:
     """Post-training static int8 of the trained student, calibrated on training batches."""
 
     int8: bool = False
-    calibration_batches: int = 8
+    calibration_batches: Positive = 8
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings for one training run."""
 
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: Positive = 10
+    batch_size: Positive = 64
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    momentum: Rate = 0.9
     lr_schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    label_smoothing: float = 0.0
-    seed: int = 0
+    label_smoothing: Rate = 0.0
+    seed: NonNegative = 0
     device: str = "auto"
     amp: bool = True
-    num_workers: int = 0
+    num_workers: NonNegative = 0
     compile: bool = False
 
 
@@ -119,12 +129,12 @@ class DatasetConfig:
 
     name: Literal["food11", "demo"] = "food11"
     root: str | None = None
-    image_size: int = 224
-    resize: int = 256
+    image_size: Annotated[int, Bound(ge=8)] = 224
+    resize: Annotated[int, Bound(ge=8)] = 256  # at least image_size
     train_crop: Literal["center", "random", "random_resized"] = "random_resized"
-    crop_scale_min: float = 0.35
+    crop_scale_min: Annotated[float, Bound(gt=0.0, le=1.0)] = 0.35
     hflip: bool = True
-    color_jitter: float = 0.0
+    color_jitter: NonNegativeFloat = 0.0
     cache: bool = True
 
 
@@ -132,7 +142,7 @@ class DatasetConfig:
 class BudgetConfig:
     """The hard parameter budget."""
 
-    max_params: int = 60_000
+    max_params: Positive = 60_000
     count: Literal["dense", "nonzero"] = "dense"
 
 
@@ -141,11 +151,11 @@ class TeacherConfig:
     """The teacher: a checkpoint to load, or how to train one from scratch."""
 
     checkpoint: str | None = None
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    batch_size: int = 64
-    label_smoothing: float = 0.1
+    epochs: Positive = 30
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 5e-4
+    batch_size: Positive = 64
+    label_smoothing: Rate = 0.1
 
 
 @dataclass(frozen=True)
@@ -224,28 +234,36 @@ _PLAIN_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
 
 @functools.cache
 def _field_types(section: str) -> dict[str, Any]:
-    """The resolved annotations of a settings section (its dataclass fields)."""
-    return typing.get_type_hints(_SECTION_TYPES[section])
+    """The resolved annotations of a settings section, ranges (``Annotated``) included."""
+    return typing.get_type_hints(_SECTION_TYPES[section], include_extras=True)
 
 
 def _coerce(section: str, name: str, value: Any, source: str, key: str) -> Any:
-    """Check a value against the dataclass field's annotation (ints may stand for floats)."""
+    """Check a value against its field's type and range (ints may stand for floats)."""
     hint = _field_types(section)[name]
     args = typing.get_args(hint)
     if typing.get_origin(hint) is Literal:
         if value not in args:
             raise ConfigError(source, key, f"must be one of {list(args)}, got {value!r}")
         return value
-    optional = type(None) in args  # ``X | None``
+    optional = typing.get_origin(hint) is not Annotated and type(None) in args  # ``X | None``
     if value is None:
         if optional:
             return None
         raise ConfigError(source, key, "must not be empty")
-    kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+    kind = next(a for a in args if a is not type(None)) if optional else hint
+    bounds: tuple[Any, ...] = ()
+    if typing.get_origin(kind) is Annotated:
+        kind, *extras = typing.get_args(kind)
+        bounds = tuple(b for b in extras if isinstance(b, Bound))
     if kind in _PLAIN_TYPES:
         expected, fits = _PLAIN_TYPES[kind]
         if not fits(value):
             raise ConfigError(source, key, f"must be {expected}, got {value!r}")
+    for bound in bounds:
+        problem = bound.problem(value)
+        if problem:
+            raise ConfigError(source, key, problem)
     return float(value) if kind is float else value
 
 
@@ -341,7 +359,15 @@ def build_config(settings: dict[str, Any], source: str = "settings") -> TrialCon
             continue
         sections[section][name] = _coerce(section, name, value, source, key)
     built = {s: _SECTION_TYPES[s](**v) for s, v in sections.items() if s != "student"}
-    return TrialConfig(student=StudentConfig(family=family, options=options), **built)
+    config = TrialConfig(student=StudentConfig(family=family, options=options), **built)
+    if config.dataset.resize < config.dataset.image_size:
+        raise ConfigError(
+            source,
+            "dataset.resize",
+            f"{config.dataset.resize} is smaller than dataset.image_size "
+            f"{config.dataset.image_size}: crops are taken from the resized image",
+        )
+    return config
 
 
 def flatten(config: TrialConfig) -> dict[str, Any]:

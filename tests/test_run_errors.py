@@ -44,7 +44,8 @@ def _space(tmp_path: Path, food11_dir: Path, **changes: object) -> Path:
 
 
 def _nothing_written(home: Path) -> bool:
-    return not (home / "optuna.journal").exists() and not (home / "mlflow.db").exists()
+    """The home folder as the test found it: absent, or empty (not even the demo data)."""
+    return not home.exists() or not any(home.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -67,6 +68,14 @@ def _nothing_written(home: Path) -> bool:
             "space.yaml: budget.max_params: no model in this space fits 100 parameters",
         ),
         ({"fixed__student.depth": 2}, "space.yaml: student.depth: unknown option"),
+        ({"fixed__epochs": 0}, "space.yaml: fixed.epochs: must be >= 1, got 0"),
+        ({"fixed__batch_size": 0}, "space.yaml: fixed.batch_size: must be >= 1, got 0"),
+        ({"fixed__kd.views": 0}, "space.yaml: fixed.kd.views: must be >= 1, got 0"),
+        ({"dataset__resize": 8}, "space.yaml: dataset.resize: 8 is smaller than"),
+        (
+            {"params__student.family": {"type": "categorical", "choices": ["resnet"]}},
+            "student.family: unknown family 'resnet'",
+        ),
         (
             {"fixed__dataset.cache": False, "fixed__kd.alpha": 0.5},
             "space.yaml: kd.teacher_mode: cached soft labels replay the decoded cache",
@@ -124,6 +133,9 @@ def test_bad_override_and_trials(
     assert "--trials: must be at least 1" in capsys.readouterr().err
     assert main(["status", "--study", "nope"]) == 2
     assert "--study: no study named 'nope'" in capsys.readouterr().err
+    assert main(["export", "--study", "nope", "--out", str(tmp_path / "out")]) == 2
+    assert "--study: no study named 'nope'" in capsys.readouterr().err
+    assert _nothing_written(sweep_home) and not (tmp_path / "out").exists()
 
 
 def test_infeasible_proposals_are_recorded_never_trained_and_not_counted(
@@ -169,3 +181,42 @@ def test_a_space_proposing_only_infeasible_models_stops_with_a_message(
     experiment = client.get_experiment_by_name("errs")
     running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
     assert not running
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple:
+        return (print, ("this must never run",))
+
+
+def test_bad_teacher_files_and_unreadable_images_write_nothing(
+    tmp_path: Path, food11_dir: Path, sweep_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from torchvision.models import resnet18
+
+    whole = tmp_path / "teacher.ckpt"
+    torch.save(resnet18(num_classes=3).state_dict(), whole)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole.read_bytes()[:200_000])
+    other = tmp_path / "other.ckpt"
+    torch.save(torch.nn.Linear(4, 3).state_dict(), other)
+    code = tmp_path / "code.ckpt"
+    torch.save({"fc.weight": torch.ones(1), "x": _RunsCode()}, code)
+    broken = tmp_path / "broken"
+    for split in ("training", "validation"):
+        for image in (food11_dir / split).iterdir():
+            (broken / split).mkdir(parents=True, exist_ok=True)
+            (broken / split / image.name).write_bytes(b"not a jpeg")
+    cases = [
+        ({"teacher__checkpoint": str(truncated)}, "teacher.checkpoint: "),
+        ({"teacher__checkpoint": str(other)}, "not a ResNet18 state dict"),
+        ({"teacher__checkpoint": str(code)}, "it holds code"),
+        ({"dataset__root": str(broken)}, f"{broken / 'training'}: none of the first"),
+    ]
+    for changes, expected in cases:
+        path = _space(tmp_path, food11_dir, **changes)
+        assert main(["run", "--space", str(path), "--trials", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+        assert err.startswith(f"sweep: error: {path}: ")
+        assert _nothing_written(sweep_home)

@@ -23,6 +23,7 @@ from sweep.errors import DataError
 
 COMPLETE_MARKER = ".complete"
 DEMO_IMAGE_SIZE = 32
+DEMO_CLASSES = 10  # the digits 0-9
 # Fixed so that every machine builds the same split; changing it changes every demo result.
 SPLIT_SEED = 0
 _JPEG_QUALITY = 95

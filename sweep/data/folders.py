@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 from sweep.errors import DataError
 
 SPLITS = ("training", "validation", "evaluation")
@@ -165,3 +167,27 @@ def class_names(root: Path) -> list[str]:
         DataError: as :func:`scan_split` for the training split.
     """
     return _scan_training(Path(root))[1]
+
+
+def check_readable(root: Path, split: str = "training", sample: int = 16) -> None:
+    """Fail fast on a split none of whose first images decode (a copy gone wrong).
+
+    Opens at most ``sample`` images; the decoded cache skips and lists single bad files later.
+
+    Raises:
+        DataError: naming the folder, when not one of the sampled images can be decoded.
+    """
+    samples = scan_split(root, split)[:sample]
+    problems = []
+    for item in samples:
+        try:
+            with Image.open(item.path) as image:
+                image.convert("RGB").load()
+            return
+        except (OSError, ValueError) as exc:
+            problems.append(f"{item.path.name}: {exc}")
+    if problems:
+        raise DataError(
+            f"{root / split}: none of the first {len(problems)} images can be decoded "
+            f"({problems[0]}); is the folder a copy of the images?"
+        )

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from sweep.config import DatasetConfig
-from sweep.data.demo import ensure_demo_dataset
+from sweep.data.demo import DEMO_CLASSES, ensure_demo_dataset
 from sweep.data.folders import Sample, class_names, scan_split
 from sweep.errors import DataError
 
@@ -158,6 +158,17 @@ def resolve_root(cfg: DatasetConfig, home: Path) -> Path:
         "dataset.root: not set; point it at a food-11 folder "
         "(YAML dataset.root, --data-dir or --set dataset.root=DIR)"
     )
+
+
+def planned_num_classes(cfg: DatasetConfig, home: Path) -> int:
+    """The number of classes, without writing anything (the demo is not built for it).
+
+    Raises:
+        DataError: ``dataset.root`` is not set for food-11, or its folder cannot be read.
+    """
+    if not cfg.root and cfg.name == "demo":
+        return DEMO_CLASSES
+    return dataset_num_classes(cfg, home)
 
 
 def dataset_num_classes(cfg: DatasetConfig, home: Path) -> int:

@@ -16,9 +16,9 @@ from torchvision.models import MobileNetV3, ShuffleNetV2
 from torchvision.models._utils import _make_divisible
 from torchvision.models.mobilenetv3 import InvertedResidualConfig
 
+from sweep.bounds import Bound
 from sweep.errors import ConfigError
 from sweep.models.registry import (
-    Bound,
     Count,
     EvenWidths,
     Kernel,

@@ -1,4 +1,8 @@
-"""Checks made before any study or run exists, so bad input changes nothing."""
+"""Checks made before any study or run exists, so bad input changes nothing.
+
+Nothing here writes: the demo data set is built later, once the storage and the tracking
+server have answered too.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sweep.compress.plan import check_schedule, sampler_count
-from sweep.data import dataset_num_classes, resolve_root
-from sweep.errors import ConfigError, SweepError
+from sweep.data.folders import check_readable
+from sweep.data.loaders import planned_num_classes
+from sweep.distill.teacher import load_teacher
+from sweep.errors import CheckpointError, ConfigError, SweepError
 from sweep.models.registry import validate_student_options
 from sweep.search.samplers import make_pruner, make_sampler
 from sweep.search.space import SearchSpace
@@ -18,25 +24,20 @@ class Preflight:
     """What the checks learned: the data's class count and the smallest model's size."""
 
     num_classes: int
-    data_root: Path
     smallest_params: int
 
 
 def preflight(space: SearchSpace, home: Path) -> Preflight:
-    """Validate a space against the data, the teacher file and the budget.
+    """Validate a space against the data, the teacher file and the budget, writing nothing.
 
     Raises:
-        SweepError: naming the file and key: data folder, teacher checkpoint, student
-            options, or a space in which no model fits the budget.
+        SweepError: naming the file and key: data folder (missing, or no image decodes),
+            teacher checkpoint (missing, unreadable, another architecture, holding code),
+            student options, or a space in which no model fits the budget.
     """
     base = space.defaults
     make_sampler(space)
     make_pruner(space)
-    try:
-        data_root = resolve_root(base.dataset, home)
-        num_classes = dataset_num_classes(base.dataset, home)
-    except SweepError as exc:
-        raise SweepError(f"{space.source}: {exc}") from None
     if base.kd.teacher_mode == "cached" and not base.dataset.cache:
         raise ConfigError(
             space.source,
@@ -44,9 +45,21 @@ def preflight(space: SearchSpace, home: Path) -> Preflight:
             "cached soft labels replay the decoded cache's augmentation; set "
             "dataset.cache: true or kd.teacher_mode: online",
         )
+    try:
+        num_classes = planned_num_classes(base.dataset, home)  # the demo is not written yet
+        if base.dataset.root:
+            check_readable(Path(base.dataset.root).expanduser())
+    except SweepError as exc:
+        raise SweepError(f"{space.source}: {exc}") from None
     checkpoint = base.teacher.checkpoint
-    if checkpoint and not Path(checkpoint).expanduser().is_file():
-        raise ConfigError(space.source, "teacher.checkpoint", f"{checkpoint}: no such file")
+    if checkpoint:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise ConfigError(space.source, "teacher.checkpoint", f"{checkpoint}: no such file")
+        try:  # a truncated file, another architecture or a pickle of code: refused now
+            load_teacher(path, num_classes)
+        except CheckpointError as exc:
+            raise ConfigError(space.source, "teacher.checkpoint", str(exc)) from None
 
     counts: dict[str, int] = {}  # corners differing only in training settings count once
     for chosen in space.corner_values():
@@ -69,4 +82,4 @@ def preflight(space: SearchSpace, home: Path) -> Preflight:
             f"no model in this space fits {base.budget.max_params:,} parameters "
             f"(the smallest has {smallest:,}); lower the widths' low ends",
         )
-    return Preflight(num_classes=num_classes, data_root=data_root, smallest_params=smallest)
+    return Preflight(num_classes=num_classes, smallest_params=smallest)

@@ -157,7 +157,11 @@ def read_study(
 ) -> tuple[optuna.Study, SearchSpace, list[TrialRecord]]:
     """An existing study, the space it was run with (kept in its user attrs) and its trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(study_name, open_storage(storage_url or default_storage(home)))
+    storage_url = storage_url or default_storage(home)
+    if "://" not in storage_url and not Path(storage_url).expanduser().is_file():
+        # Opening a journal creates it: a look at a study that is not there must not.
+        raise SweepError(f"--study: no study named {study_name!r} (no journal {storage_url})")
+    study = open_study(study_name, open_storage(storage_url))
     space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
     return study, space, load_records(study)
 
@@ -185,10 +189,11 @@ def open_sweep(
         The open session.
     """
     home = home or sweep_home()
-    checked = preflight(space, home)  # before anything is created: bad input changes nothing
-    home.mkdir(parents=True, exist_ok=True)
+    # Every check before the first write: bad input, an unreachable tracking server or
+    # storage leave the disk as they found it.
+    checked = preflight(space, home)
+    check_reachable(tracking_uri(home))
     storage_url = storage_url or default_storage(home)
-    check_reachable(tracking_uri(home))  # before the storage writes its first byte
     storage = open_storage(storage_url, on_stale_trial=on_stale_trial)
     tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
     optuna.logging.set_verbosity(optuna.logging.WARNING)

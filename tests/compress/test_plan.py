@@ -263,18 +263,20 @@ VALID = 4  # train.epochs in the schedule checks
     ],
 )
 def test_check_schedule_names_the_bad_setting(settings: dict[str, Any], key: str) -> None:
-    cfg = config({**settings, "train.epochs": VALID})
+    # A value out of its range is refused as the config is read; a schedule that does not fit
+    # the epochs, by check_schedule. Either way before anything runs, naming the key.
     with pytest.raises(ConfigError) as caught:
+        cfg = build_config({**settings, "train.epochs": VALID}, "space.yaml")
         check_schedule(cfg, "space.yaml")
     assert caught.value.key == key
-    assert key in str(caught.value) and "space.yaml" in str(caught.value)
+    assert key in str(caught.value) and str(caught.value).startswith("space.yaml: ")
 
 
 @pytest.mark.parametrize(
     "settings",
     [
         {},
-        {"prune.method": "none", "prune.rate": 5.0, "prune.steps": 0},  # unused when off
+        {"prune.method": "none", "prune.rate": 0.9, "prune.start_epoch": 99},  # unused when off
         # The last step at epoch 3 still gets its one fine-tuning epoch of 4.
         {
             "prune.method": "structured",
@@ -282,7 +284,7 @@ def test_check_schedule_names_the_bad_setting(settings: dict[str, Any], key: str
             "prune.steps": 2,
             "prune.start_epoch": 2,
         },
-        {"prune.method": "structured", "prune.rate": 5.0, "prune.target_params": BUDGET},
+        {"prune.method": "structured", "prune.rate": 0.9, "prune.target_params": BUDGET},
         {"prune.method": "unstructured", "prune.rate": 0.0},
         {"lowrank.rank_ratio": 1.0, "lowrank.start_epoch": 3},
         {

@@ -49,6 +49,7 @@ def test_counts_and_infeasible_streak() -> None:
         "complete": 6,
         "early-stopped": 1,
         "infeasible": 1,
+        "duplicate": 0,
         "failed": 1,
         "running": 0,
     }

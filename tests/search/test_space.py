@@ -84,7 +84,8 @@ def test_corner_values_cover_every_family_at_low(tmp_path: Path) -> None:
 def test_overrides_and_data_dir(tmp_path: Path) -> None:
     space = load_space(
         _write(tmp_path, SPACE),
-        ["fixed.epochs=1", "params.lr.high=0.5", "dataset.image_size=48", "study=other"],
+        ["fixed.epochs=1", "params.lr.high=0.5", "dataset.resize=56", "dataset.image_size=48"]
+        + ["study=other"],
         data_dir="/data/food",
     )
     assert space.settings["train.epochs"] == 1
