@@ -13,6 +13,7 @@ from typing import Any
 from runners.loop import TrialLoop
 from runners.recovery import StaleTrialRetry
 from sweep.distill.teacher_store import study_teacher
+from sweep.paths import study_lock_path
 from sweep.search.best import register_best
 from sweep.search.objective import Objective, TrialContext, TrialProgress
 from sweep.search.space import SearchSpace
@@ -82,5 +83,6 @@ def close_session(session: SweepSession) -> SweepSummary:
     """Publish the final front, register the best feasible model, and summarise."""
     summary = close_sweep(session)
     if summary.best is not None:
-        register_best(session.study, session.tracker, summary.best)
+        lock = study_lock_path(session.home, session.space.study_name)
+        register_best(session.study, session.tracker, summary.best, lock)
     return summary

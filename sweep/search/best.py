@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import torch
+from filelock import FileLock
 
 from sweep.errors import CheckpointError, SweepError
 from sweep.models.artifact import RUN_CONFIG, RUN_WEIGHTS, StudentArtifact
@@ -66,10 +67,17 @@ def load_trial_model(
         raise CheckpointError(f"trial {trial.number}: {RUN_WEIGHTS} {exc}") from None
 
 
-def register_best(study: optuna.Study, tracker: Tracker, best: TrialRecord) -> None:
-    """Register the best feasible model in the MLflow model registry (alias ``best``), once."""
+def register_best(study: optuna.Study, tracker: Tracker, best: TrialRecord, lock: Path) -> None:
+    """Register the best feasible model in the MLflow model registry (alias ``best``), once.
+
+    Several processes may close the same study at once (separate ``sweep run``s, hosts):
+    under the study's host lock, and only if the registry holds no version of that run yet,
+    so each distinct best trial gets one version whoever registers it.
+    """
     if study.user_attrs.get(REGISTERED_ATTR) == best.number:
         return
-    model, _ = load_trial_model(tracker, best)
-    tracker.register_model(best.run_id, model, study.study_name)
-    study.set_user_attr(REGISTERED_ATTR, best.number)
+    with FileLock(str(lock)):
+        if not tracker.registered_versions(study.study_name, best.run_id):
+            model, _ = load_trial_model(tracker, best)
+            tracker.register_model(best.run_id, model, study.study_name)
+        study.set_user_attr(REGISTERED_ATTR, best.number)

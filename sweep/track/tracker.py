@@ -7,6 +7,7 @@ every worker, on every host, nests its children under the same parent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import yaml
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
@@ -56,16 +58,20 @@ class Tracker:
         self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None
     ) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         check_reachable(tracking_uri)
         try:
-            experiment = self.client.get_experiment_by_name(experiment_name)
-            if experiment is None:
-                experiment_id = self.client.create_experiment(
-                    experiment_name, artifact_location=artifact_location
-                )
-            else:
-                experiment_id = experiment.experiment_id
+            # A fresh embedded store is created (tables, migrations) by whichever process
+            # opens it first; two at once collide ("duplicate column name"). So are an
+            # experiment's: the lock makes "look up, else create" one step on this host.
+            with _store_lock(tracking_uri):
+                self.client = MlflowClient(tracking_uri=tracking_uri)
+                experiment = self.client.get_experiment_by_name(experiment_name)
+                if experiment is None:
+                    experiment_id = self.client.create_experiment(
+                        experiment_name, artifact_location=artifact_location
+                    )
+                else:
+                    experiment_id = experiment.experiment_id
         except Exception as exc:  # noqa: BLE001 - MLflow raises many types for "unreachable".
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SweepError(
@@ -240,6 +246,11 @@ class Tracker:
         self.client.log_figure(parent_id, figure, "pareto.png")
         return now
 
+    def registered_versions(self, name: str, run_id: str | None) -> list[str]:
+        """The registry's versions of model ``name`` logged from run ``run_id``."""
+        where = f"name = '{name}' and run_id = '{run_id}'"
+        return [v.version for v in self.client.search_model_versions(where)]
+
     def register_model(self, run_id: str, model: Any, name: str) -> str:
         """Log the best model under its trial's run and register it; returns the version."""
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -269,6 +280,15 @@ class Tracker:
         # over its 6,000-character limit (with a warning).
         items = [Param(str(k), "" if v is None else str(v)) for k, v in params.items()]
         self.client.log_batch(run_id, params=items, synchronous=True)
+
+
+def _store_lock(tracking_uri: str) -> contextlib.AbstractContextManager[object]:
+    """A file lock next to an embedded SQLite store; nothing for a tracking server."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(database) + ".lock")
 
 
 def check_reachable(tracking_uri: str) -> None:

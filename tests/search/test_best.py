@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from runners.local import run_sweep
 from sweep.errors import SweepError
 from sweep.models.budget import count_params
+from sweep.paths import study_lock_path
 from sweep.search.best import REGISTERED_ATTR, find_best, load_trial_model, register_best
 from sweep.search.space import load_space
 from sweep.search.study import read_study
@@ -58,7 +59,11 @@ def test_the_best_model_is_registered_once(study: Path, monkeypatch: pytest.Monk
     best, tracker = find_best("best", None, study)
     optuna_study, _, _ = read_study("best", None, study)
     assert optuna_study.user_attrs[REGISTERED_ATTR] == best.number  # by run_sweep's close
-    register_best(optuna_study, tracker, best)  # again: nothing new
+    lock = study_lock_path(study, "best")
+    register_best(optuna_study, tracker, best, lock)  # again: nothing new
+    optuna_study.set_user_attr(REGISTERED_ATTR, None)  # as another process that closed it
+    register_best(optuna_study, tracker, best, lock)  # sees the registry's version
+    assert optuna_study.user_attrs[REGISTERED_ATTR] == best.number
     client = MlflowClient(tracking_uri=f"sqlite:///{study / 'mlflow.db'}")
     versions = client.search_model_versions("name = 'best'")
     assert [v.run_id for v in versions] == [best.run_id]

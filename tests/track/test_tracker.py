@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+from mlflow import MlflowClient
 
 from sweep.errors import SweepError
 from sweep.search.storage import open_storage
@@ -60,3 +63,22 @@ def test_an_unreachable_tracking_server_fails_at_once() -> None:
         check_reachable("http://127.0.0.1:1")
     assert time.monotonic() - began < 5  # not MLflow's minutes of retries
     check_reachable("sqlite:///anything.db")  # a local store has nothing to reach
+
+
+def test_four_processes_creating_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = (
+        "import sys, time\n"
+        "from sweep.track.tracker import Tracker\n"
+        "while time.time() < float(sys.argv[1]): time.sleep(0.001)\n"  # start together
+        f"Tracker({uri!r}, 'race', None)\n"
+    )
+    start = str(time.time() + 8)  # after every interpreter has imported mlflow
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, start], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+    experiments = MlflowClient(tracking_uri=uri).search_experiments()
+    assert [e.name for e in experiments].count("race") == 1
