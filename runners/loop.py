@@ -36,6 +36,31 @@ TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 _log = logging.getLogger("sweep.worker")
 
 
+class _QuietInterrupt(logging.Filter):
+    """Drop Optuna's two "trial failed" warnings when the failure is Ctrl-C (or SIGTERM).
+
+    Optuna logs it with the whole traceback (25-55 lines), then the trial's value, before the
+    interrupt goes on up; the CLI then says in one line what was stopped and how to resume.
+    Real failures keep their warnings and traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted: str | None = None  # "Trial N failed" of the interrupted trial
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        message = record.getMessage()
+        if isinstance(exc, KeyboardInterrupt):
+            self.interrupted = message.split(" with ", 1)[0]
+            return False
+        return not (self.interrupted and message.startswith(self.interrupted + " with value"))
+
+
+# Optuna's trial loop logs through this logger; a logger's own filter sees its records.
+logging.getLogger("optuna.study._optimize").addFilter(_QuietInterrupt())
+
+
 @dataclass
 class TrialLoop:
     """Run trials of ``study`` in this process until it holds ``target`` finished ones.

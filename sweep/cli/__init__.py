@@ -48,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("sweep: interrupted; re-run the same command to continue", file=sys.stderr)
+        print(
+            "sweep: interrupted: the running trials ended FAILED and do not count; "
+            "re-run the same command to continue",
+            file=sys.stderr,
+        )
         return 130
 
 

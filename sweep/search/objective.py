@@ -8,8 +8,12 @@ while the median/hyperband pruners never see it (it has no intermediate values).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -104,6 +108,28 @@ class TrialContext:
         return trial_data(setting.cfg, self.home, setting.device, setting.soft)
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it.
+
+    Python runs signal handlers in the main thread only (and only there may they be
+    replaced), so elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in received:
+            signal.raise_signal(number)  # now, to whichever handler was there before
+
+
 class Objective:
     """Callable for ``study.optimize``: one trial from proposal to logged result."""
 
@@ -127,8 +153,11 @@ class Objective:
             trial.set_user_attr("macs", report.macs)
         trial.set_constraint(CONSTRAINT, float(report.excess))
 
-        run_id = ctx.tracker.start_trial(ctx.parent_id, trial.number, flatten(cfg))
-        trial.set_user_attr("mlflow_run_id", run_id)
+        # Ctrl-C between the two would leave a run that its trial does not name: held back
+        # until both are written.
+        with interrupts_deferred():
+            run_id = ctx.tracker.start_trial(ctx.parent_id, trial.number, flatten(cfg))
+            trial.set_user_attr("mlflow_run_id", run_id)
         # The pruning ratio rebuilds a pruned student's architecture from config.yaml alone.
         artifact = StudentArtifact(cfg, ctx.num_classes, plan.prune_ratio)
         ctx.tracker.log_config(run_id, artifact.document())
