@@ -206,6 +206,9 @@ class Objective:
         # Before the trial's data: a new assistant is distilled on data of its own.
         teacher = trial_teacher(cfg, ctx, cached_logits=uses_cached_teacher(cfg))
         data = ctx.data(cfg)
+        # The student's initial weights come from its own seed, not from whatever drew from
+        # the global RNG before (building the soft-label cache does, in the first trial only).
+        torch.manual_seed(cfg.train.seed)
         model = create_student(cfg.student.family, ctx.num_classes, cfg.student.options)
         distiller = make_distiller(cfg, model, teacher, ctx.num_classes)
         if getattr(data, "skipped", None):

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -253,12 +253,11 @@ class Tracker:
 
     def register_model(self, run_id: str, model: Any, name: str) -> str:
         """Log the best model under its trial's run and register it; returns the version."""
-        mlflow.set_tracking_uri(self.tracking_uri)
         # We chose pickle on purpose (see below); MLflow warns about it on every call.
         pytorch_log = logging.getLogger("mlflow.pytorch")
         level = pytorch_log.level
         pytorch_log.setLevel(logging.ERROR)
-        with mlflow.start_run(run_id=run_id):
+        with _global_tracking_uri(self.tracking_uri), mlflow.start_run(run_id=run_id):
             info = mlflow.pytorch.log_model(
                 model,
                 name="model",
@@ -280,6 +279,22 @@ class Tracker:
         # over its 6,000-character limit (with a warning).
         items = [Param(str(k), "" if v is None else str(v)) for k, v in params.items()]
         self.client.log_batch(run_id, params=items, synchronous=True)
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI for the block, then whatever it was before.
+
+    ``mlflow.pytorch.log_model`` logs through the global URI, and ``mlflow.set_tracking_uri``
+    also exports it as ``MLFLOW_TRACKING_URI``: left set, every later study in this process
+    (and every process it starts) would log into this study's store.
+    """
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # None unsets the variable again
 
 
 def _store_lock(tracking_uri: str) -> contextlib.AbstractContextManager[object]:

@@ -1,13 +1,21 @@
-"""The objective's guards: a Ctrl-C never splits a trial from its MLflow run."""
+"""The objective's guards: a Ctrl-C never splits a trial from its run; a trial's result
+depends on its settings and seed alone."""
 
 from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
+import torch
+from cli_runs import runs, write_space
 
+from runners.local import run_sweep
+from sweep.search import objective
 from sweep.search.objective import interrupts_deferred
+from sweep.search.space import load_space
+from sweep.trial_data import study_soft_labels
 
 
 def test_ctrl_c_inside_the_block_arrives_after_it() -> None:
@@ -25,3 +33,25 @@ def test_the_handlers_are_restored() -> None:
     with interrupts_deferred():
         assert signal.getsignal(signal.SIGINT) is not before[0]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_trials_result_does_not_depend_on_what_ran_before_it(
+    tmp_path: Path, food11_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same one-trial study twice; in the second, getting the soft labels draws from the
+    # global RNG first, as building the cache does for whichever trial comes to it first.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    space = load_space(str(write_space(tmp_path, "same", food11_dir, epochs=1)), [], None)
+    results = []
+    for home, draws in ((tmp_path / "first", 0), (tmp_path / "second", 1000)):
+
+        def soft_labels(*args: object, draws: int = draws, **kwargs: object) -> object:
+            torch.rand(draws)
+            return study_soft_labels(*args, **kwargs)
+
+        monkeypatch.setattr(objective, "study_soft_labels", soft_labels)
+        run_sweep(space, 1, home=home, show_progress=False)
+        _, found = runs(home, "same")
+        [child] = [r for r in found if r.data.tags.get("sweep.role") == "trial"]
+        results.append({k: child.data.metrics[k] for k in ("train_loss", "val_loss", "val_acc")})
+    assert results[0] == results[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -82,3 +83,19 @@ def test_four_processes_creating_a_fresh_store_at_once_all_succeed(tmp_path: Pat
     assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
     experiments = MlflowClient(tracking_uri=uri).search_experiments()
     assert [e.name for e in experiments].count("race") == 1
+
+
+def test_registering_leaves_the_processs_tracking_uri_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    import torch
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reg", (tmp_path / "a").as_uri())
+    run_id = tracker.start_run("trial", {}, {})
+    tracker.register_model(run_id, torch.nn.Linear(2, 2), "reg")
+    # Left set, the next study of this process would log into this one's store.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() != tracker.tracking_uri
+    assert [str(v) for v in tracker.registered_versions("reg", run_id)] == ["1"]
