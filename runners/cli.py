@@ -55,6 +55,20 @@ def add_parsers(commands: Any) -> None:
     )
     worker.set_defaults(handler=_worker)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="find (and with --repair mend) what crashes left in a study; run it while no "
+        "sweep works on the study",
+    )
+    doctor.add_argument("--study", required=True)
+    add_storage(doctor)
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="fail dead workers' trials (queuing them again), end stale runs, close the parent",
+    )
+    doctor.set_defaults(handler=_doctor)
+
 
 def _run(args: argparse.Namespace) -> int:
     from runners import PoolOptions, parse_gpus
@@ -115,4 +129,24 @@ def _worker(args: argparse.Namespace) -> int:
         f"worker: ran {summary.trials_run} trials; study {summary.study_name} holds "
         f"{summary.finished}/{summary.target} finished trials"
     )
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from runners.doctor import check_study
+
+    checkup = check_study(args.study, args.storage, repair=args.repair)
+    done = "mended" if checkup.repaired else "found"
+    if checkup.healthy:
+        print(f"study {checkup.study_name}: nothing left behind by a crash")
+        return 0
+    if checkup.dead_trials:
+        numbers = ", ".join(str(n) for n in checkup.dead_trials)
+        print(f"{done}: trials {numbers} RUNNING with no live worker")
+    if checkup.stale_runs:
+        print(f"{done}: {len(checkup.stale_runs)} MLflow trial runs RUNNING with no live trial")
+    if checkup.parent_left_running:
+        print(f"{done}: the parent run left RUNNING with nothing running")
+    if not checkup.repaired:
+        print(f"run `sweep doctor --study {checkup.study_name} --repair` to mend it")
     return 0

@@ -220,3 +220,22 @@ def test_bad_teacher_files_and_unreadable_images_write_nothing(
         assert len(err.splitlines()) == 1 and expected in err, err
         assert err.startswith(f"sweep: error: {path}: ")
         assert _nothing_written(sweep_home)
+
+
+def test_an_unreachable_store_writes_no_demo_data(
+    tmp_path: Path,
+    food11_dir: Path,
+    sweep_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    demo = {**TINY_DATASET, "name": "demo", "root": None, "image_size": 16, "resize": 16}
+    path = _space(tmp_path, food11_dir, dataset=demo)
+    url = "postgresql://me:secret@127.0.0.1:1/none"
+    assert main(["run", "--space", str(path), "--trials", "1", "--storage", url]) == 2
+    assert "--storage: postgresql://me:***@" in capsys.readouterr().err
+    assert _nothing_written(sweep_home)  # not the 1,800 demo images either
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    assert main(["run", "--space", str(path), "--trials", "1"]) == 2
+    assert "MLFLOW_TRACKING_URI: http://127.0.0.1:1: cannot use it" in capsys.readouterr().err
+    assert _nothing_written(sweep_home)

@@ -192,6 +192,11 @@ class Tracker:
         self.client.set_tag(run_id, "state", state)
         self.client.set_terminated(run_id, status=RUN_STATUS[state])
 
+    def running_trial_runs(self, parent_id: str) -> list[Any]:
+        """The study's trial runs whose status is still RUNNING."""
+        where = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+        return self.client.search_runs([self.experiment_id], filter_string=where)
+
     def fail_running_trial(self, parent_id: str, number: int, run_id: str | None) -> bool:
         """End a trial's child run as FAILED if it is still RUNNING (its worker died).
 

@@ -1,0 +1,93 @@
+"""``sweep doctor``: what a crash can leave behind in a study, reported and, asked to, mended.
+
+Run it while no ``sweep run`` or ``sweep worker`` works on the study (a live worker's trial
+is never touched, but one caught between two trials is indistinguishable from a finished
+study). It looks at:
+
+- the journal file: a torn last line is set aside whenever the storage is opened (see
+  :mod:`sweep.search.journal`), so it is reported as found and mended;
+- trials left RUNNING by workers that died (their held files name them) or that no live
+  worker holds (a journal study): with ``--repair`` failed in Optuna and MLflow, and a dead
+  worker's trial queued again as ``sweep run`` would;
+- trial runs left RUNNING in MLflow although their trial is no longer running: ended FAILED;
+- the parent run left RUNNING with nothing running: ended KILLED, as after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+from optuna.storages import JournalStorage
+from optuna.trial import TrialState
+
+from runners.held import all_held, holder_alive
+from runners.recovery import fail_orphans, reap_dead_workers
+from sweep.paths import default_storage, study_lock_path, sweep_home, tracking_uri
+from sweep.search.storage import open_storage
+from sweep.search.study import MAX_RETRIES_ATTR, open_study
+from sweep.track.tracker import Tracker
+
+
+@dataclass(frozen=True)
+class Checkup:
+    """What ``sweep doctor`` found (and, with ``repair``, mended)."""
+
+    study_name: str
+    dead_trials: list[int]  # RUNNING, their worker gone (or held by no worker, journal)
+    stale_runs: list[str]  # MLflow trial runs RUNNING whose trial is not
+    parent_left_running: bool
+    repaired: bool
+
+    @property
+    def healthy(self) -> bool:
+        """Nothing was found."""
+        return not (self.dead_trials or self.stale_runs or self.parent_left_running)
+
+
+def check_study(
+    study_name: str, storage_url: str | None = None, home: Path | None = None, repair: bool = False
+) -> Checkup:
+    """Look for what crashes left in a study; with ``repair``, mend it.
+
+    Raises:
+        SweepError: no such study, or its storage or tracking server cannot be used.
+    """
+    home = home or sweep_home()
+    storage = open_storage(storage_url or default_storage(home))  # sets a torn tail aside
+    study = open_study(study_name, storage)
+    tracker = Tracker(tracking_uri(home), study_name)
+    parent_id = tracker.parent_of(study)
+    live = {h.trial_id for h in all_held(home, study_name) if holder_alive(h)}
+    dead = [
+        t.number
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t._trial_id not in live  # Optuna has no public id; its own callbacks use this one
+        and (isinstance(storage, JournalStorage) or _held_by_dead(home, study_name, t._trial_id))
+    ]
+    if repair and dead:
+        retries = int(study.user_attrs.get(MAX_RETRIES_ATTR, 1))
+        with FileLock(str(study_lock_path(home, study_name))):
+            reap_dead_workers(study, storage, tracker, parent_id, home, retries)
+            fail_orphans(study, storage, tracker, parent_id, home)
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    running -= set(dead)  # reported, not yet mended: they run nowhere all the same
+    stale = [
+        run
+        for run in tracker.running_trial_runs(parent_id)
+        if int(run.data.tags.get("optuna.trial", -1)) not in running
+    ]
+    if repair:
+        for run in stale:
+            tracker.finish_trial(run.info.run_id, "failed")
+    parent_left = not running and tracker.client.get_run(parent_id).info.status == "RUNNING"
+    if repair and parent_left:
+        tracker.set_status(parent_id, "KILLED")
+    return Checkup(study_name, dead, [r.info.run_id for r in stale], parent_left, repair)
+
+
+def _held_by_dead(home: Path, study_name: str, trial_id: int) -> bool:
+    """On a database, only a trial whose held file names a dead worker of this host is known
+    dead here; others are left to the heartbeat (their workers may run on other hosts)."""
+    return any(h.trial_id == trial_id and not holder_alive(h) for h in all_held(home, study_name))

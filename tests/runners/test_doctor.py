@@ -1,0 +1,70 @@
+"""``sweep doctor``: what a crash left in a study is found, then mended with --repair."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from runners.doctor import check_study
+from runners.held import HeldTrial, this_host, write_held
+from sweep.cli import main
+from sweep.search.storage import open_storage
+from sweep.track.tracker import Tracker
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def crashed(sweep_home: Path) -> dict:
+    """A journal study as a power cut leaves it: a dead worker's trial RUNNING, a finished
+    trial's run RUNNING, the parent RUNNING."""
+    storage = open_storage(str(sweep_home / "optuna.journal"))
+    study = optuna.create_study(study_name="crash", storage=storage, direction="maximize")
+    study.set_user_attr("max_retries", 1)
+    tracker = Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "crash")
+    parent = tracker.ensure_parent(study, {})
+    tracker.set_status(parent, "RUNNING")
+    done = study.ask()
+    done.suggest_float("lr", 1e-3, 1e-1)
+    stale_run = tracker.start_trial(parent, done.number, done.params)
+    study.tell(done, 0.5)  # finished, but its run was never ended
+    dying = study.ask()
+    dying.suggest_float("lr", 1e-3, 1e-1)
+    dying_run = tracker.start_trial(parent, dying.number, dying.params)
+    held = HeldTrial(dead_pid(), this_host(), "crash", dying._trial_id, dying.number, dying_run)
+    write_held(sweep_home, held)
+    return {"study": study, "tracker": tracker, "parent": parent, "runs": (stale_run, dying_run)}
+
+
+def test_doctor_reports_then_repairs(crashed: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--study", "crash"]) == 0
+    report = capsys.readouterr().out
+    assert "found: trials 1 RUNNING with no live worker" in report
+    assert "found: 2 MLflow trial runs RUNNING with no live trial" not in report  # one is live
+    assert "found: 1 MLflow trial runs RUNNING with no live trial" in report
+    assert "found: the parent run left RUNNING with nothing running" in report
+    assert "--repair" in report
+    client = crashed["tracker"].client
+    assert client.get_run(crashed["parent"]).info.status == "RUNNING"  # report only
+
+    assert main(["doctor", "--study", "crash", "--repair"]) == 0
+    assert "mended: trials 1 RUNNING" in capsys.readouterr().out
+    study = optuna.load_study(
+        study_name="crash", storage=open_storage(os.environ["SWEEP_HOME"] + "/optuna.journal")
+    )
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]  # queued again
+    assert study.trials[2].user_attrs["retry_of"] == 1
+    assert {client.get_run(r).info.status for r in crashed["runs"]} == {"FAILED"}
+    assert client.get_run(crashed["parent"]).info.status == "KILLED"
+    assert check_study("crash").healthy
