@@ -145,9 +145,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-class", type=int, default=150, help="generated images per class")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per size")
+    parser.add_argument(
+        "--families", nargs="*", default=None, help="only these (the hand-made CNN always runs)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    names = [*student_families(), HAND_MADE]
+    names = [*(args.families or student_families()), HAND_MADE]
     with tempfile.TemporaryDirectory() as tmp:
         demo = demo_tensors(Path(tmp))
     gratings = grating_tensors(args.per_class)

@@ -48,11 +48,9 @@ class Plan:
 
 
 # Families whose channel coupling Torch-Pruning 1.6's dependency graph does not follow: its
-# reshape mapping divides by zero on ShuffleNetV2's channel shuffle, and it leaves a ghost
-# module's primary/cheap concatenation unpruned (a 115k ghostnet keeps 113k at ratio 0.5).
+# reshape mapping divides by zero on ShuffleNetV2's channel shuffle (view, transpose, view).
 NOT_CHANNEL_PRUNABLE = {
     "shufflenet_v2": "Torch-Pruning cannot follow its channel shuffle",
-    "ghostnet": "Torch-Pruning does not prune its ghost modules' concatenation",
 }
 
 

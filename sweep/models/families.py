@@ -281,34 +281,52 @@ class GhostModule(nn.Module):
     A 1x1 primary conv makes ``c_out / ratio`` channels; a depthwise "cheap operation" makes
     the other ``c_out - c_out / ratio`` from them, and the two are concatenated. ``c_out``
     is a multiple of ``ratio``, so no channel is sliced off (which would hide channels from
-    structured pruning).
+    structured pruning). With ``stride`` 2 each half then passes a depthwise stride-2 conv:
+    the paper's one depthwise conv over the concatenation, split by channel (the same
+    function and parameters), because Torch-Pruning cannot prune a depthwise conv that
+    follows the concatenation.
     """
 
-    def __init__(self, c_in: int, c_out: int, ratio: int, kernel_size: int, relu: bool = True):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        ratio: int,
+        kernel_size: int,
+        relu: bool = True,
+        stride: int = 1,
+        stride_kernel: int = 3,
+    ):
         super().__init__()
         primary = c_out // ratio
         act = nn.ReLU if relu else None
         self.primary = _conv_bn(c_in, primary, 1, act=act)
         cheap = primary * (ratio - 1)
         self.cheap = _conv_bn(primary, cheap, kernel_size, groups=primary, act=act)
+        self.strided = nn.ModuleList(
+            _conv_bn(width, width, stride_kernel, stride, groups=width, act=None)
+            for width in ((primary, cheap) if stride > 1 else ())
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         primary = self.primary(x)
-        return torch.cat([primary, self.cheap(primary)], dim=1)
+        halves = [primary, self.cheap(primary)]
+        if self.strided:
+            halves = [down(half) for down, half in zip(self.strided, halves, strict=True)]
+        return torch.cat(halves, dim=1)
 
 
 class GhostBottleneck(nn.Module):
-    """Ghost module, a depthwise stride-2 conv when downsampling, ghost module; a shortcut."""
+    """Ghost module (downsampling when strided), ghost module; and a shortcut."""
 
     def __init__(
         self, c_in: int, c_out: int, stride: int, hidden: int, ratio: int, kernel_size: int
     ):
         super().__init__()
-        layers: list[nn.Module] = [GhostModule(c_in, hidden, ratio, 3)]
-        if stride > 1:
-            layers.append(_conv_bn(hidden, hidden, kernel_size, stride, groups=hidden, act=None))
-        layers.append(GhostModule(hidden, c_out, ratio, 3, relu=False))
-        self.block = nn.Sequential(*layers)
+        self.block = nn.Sequential(
+            GhostModule(c_in, hidden, ratio, 3, stride=stride, stride_kernel=kernel_size),
+            GhostModule(hidden, c_out, ratio, 3, relu=False),
+        )
         if stride == 1 and c_in == c_out:
             self.shortcut: nn.Module = nn.Identity()
         else:  # the paper's: a depthwise conv at the block's stride, then a 1x1 to c_out
