@@ -35,17 +35,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from sweep.config import DatasetConfig, TrainConfig
 from sweep.data import build_data, ensure_demo_dataset
 from sweep.models.budget import count_macs, count_params
+from sweep.models.families import SMALL_INPUT_OPTIONS
 from sweep.models.registry import create_student, student_families
 from sweep.train import train
 
-SMALL_INPUT = {  # the options a 32-px space sets (tests/models/test_families.py checks them)
-    "dsconv": {"stem_stride": 1},
-    "inverted_residual": {"stem_stride": 1, "full_res_stages": 2},
-    "plain": {"stem_stride": 1, "full_res_stages": 1},
-    "ghostnet": {"stem_stride": 1, "full_res_stages": 1},
-    "shufflenet_v2": {"stem_stride": 1, "stem_pool": False},
-    "mobilenet_v3": {"stem_stride": 1, "full_res_stages": 1},
-}
 HAND_MADE = "hand-made CNN"
 
 
@@ -71,7 +64,7 @@ def hand_made_cnn(num_classes: int) -> nn.Module:
 def build(name: str, num_classes: int, small_input: bool) -> nn.Module:
     if name == HAND_MADE:
         return hand_made_cnn(num_classes)
-    return create_student(name, num_classes, SMALL_INPUT[name] if small_input else {})
+    return create_student(name, num_classes, SMALL_INPUT_OPTIONS[name] if small_input else {})
 
 
 def demo_tensors(home: Path) -> tuple[TensorDataset, TensorDataset]:

@@ -18,6 +18,7 @@ from sweep.distill.taps import student_taps, tap_shapes
 from sweep.errors import ConfigError
 from sweep.models.artifact import StudentArtifact
 from sweep.models.budget import count_params
+from sweep.models.families import SMALL_INPUT_OPTIONS
 from sweep.models.registry import (
     create_student,
     student_families,
@@ -122,14 +123,7 @@ def test_construction_is_deterministic_given_the_seed() -> None:
 
 # Every family: at its defaults (224-px shapes), and as the small-input options build it.
 ALL = ["dsconv", "inverted_residual", "plain", "ghostnet", "shufflenet_v2", "mobilenet_v3"]
-SMALL_INPUT = {
-    "dsconv": {"stem_stride": 1},
-    "inverted_residual": {"stem_stride": 1, "full_res_stages": 2},
-    "plain": {"stem_stride": 1, "full_res_stages": 1},
-    "ghostnet": {"stem_stride": 1, "full_res_stages": 1},
-    "shufflenet_v2": {"stem_stride": 1, "stem_pool": False},
-    "mobilenet_v3": {"stem_stride": 1, "full_res_stages": 1},
-}
+
 OVER_BUDGET = {  # wider than 60k, for prune-to-budget
     "dsconv": {"widths": [96, 192, 384]},
     "inverted_residual": {"width_mult": 1.5, "expansion": 6},
@@ -152,7 +146,7 @@ def test_every_family_fits_the_budget_at_its_defaults_and_counts_exactly(family:
 @pytest.mark.parametrize("family", ALL)
 def test_small_input_options_keep_a_4x4_map_at_32px(family: str) -> None:
     default = create_student(family, 11).eval()
-    small = create_student(family, 11, SMALL_INPUT[family]).eval()
+    small = create_student(family, 11, SMALL_INPUT_OPTIONS[family]).eval()
     with torch.no_grad():
         assert default.features(torch.zeros(1, 3, 224, 224)).shape[-1] in (7, 14)
         assert default.features(torch.zeros(1, 3, 32, 32)).shape[-1] <= 2
@@ -163,7 +157,7 @@ def test_small_input_options_keep_a_4x4_map_at_32px(family: str) -> None:
 @pytest.mark.parametrize("family", ALL)
 def test_every_family_trains_a_step_and_exposes_its_stages(family: str) -> None:
     torch.manual_seed(0)
-    model = create_student(family, 3, SMALL_INPUT[family])
+    model = create_student(family, 3, SMALL_INPUT_OPTIONS[family])
     images, labels = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     before = [p.detach().clone() for p in model.parameters()]
@@ -233,7 +227,7 @@ def test_family_specific_options_are_checked() -> None:
 def test_batchnorm_statistics_follow_a_short_trial(family: str) -> None:
     # torchvision's MobileNetV3 uses momentum 0.01: after a search trial's few hundred steps its
     # running statistics had barely moved, and the evaluated model scored chance.
-    model = create_student(family, 11, SMALL_INPUT[family])
+    model = create_student(family, 11, SMALL_INPUT_OPTIONS[family])
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and all(m.momentum == 0.1 for m in norms)
     model.train()
