@@ -26,8 +26,10 @@ Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 
 
 class TeacherContext(Protocol):
-    """What a distiller may read of a trial's context (:class:`~sweep.search.objective.
-    TrialContext`) to pick or build the network that teaches."""
+    """What a distiller may read of a trial's context to pick or build the network that teaches.
+
+    :class:`~sweep.search.objective.TrialContext` is one; distillation does not import it.
+    """
 
     home: Path
     num_classes: int
