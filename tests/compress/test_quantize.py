@@ -127,7 +127,10 @@ def test_saved_program_reloads_for_any_batch(quantized, tmp_path) -> None:
     for batch in (1, 5):
         x, _ = _images(batch, seed=400 + batch)
         with torch.no_grad():
-            torch.testing.assert_close(reloaded(x), result.model(x), rtol=0, atol=0)
+            # The same int8 program; its float edges (quantize in, dequantize out) may round
+            # differently across thread splits, so not bit-for-bit: a wrong reload differs by
+            # whole quantization steps (> 1e-2).
+            torch.testing.assert_close(reloaded(x), result.model(x), rtol=0, atol=1e-5)
 
 
 def test_quantization_is_deterministic_and_leaves_the_model_alone() -> None:
