@@ -59,12 +59,17 @@ def check_study(
     study = open_study(study_name, storage)
     tracker = Tracker(tracking_uri(home), study_name)
     parent_id = tracker.parent_of(study)
-    live = {h.trial_id for h in all_held(home, study_name) if holder_alive(h)}
+    held = all_held(home, study_name)
+    live = {h.trial_id for h in held if holder_alive(h)}
+    # A journal lives on one host, so a RUNNING trial no live worker holds is dead. On a
+    # database only a trial whose held file names a dead worker of this host is known dead;
+    # the others are left to the heartbeat (their workers may run on other hosts).
+    known_dead = None if isinstance(storage, JournalStorage) else {h.trial_id for h in held}
     dead = [
         t.number
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if t._trial_id not in live  # Optuna has no public id; its own callbacks use this one
-        and (isinstance(storage, JournalStorage) or _held_by_dead(home, study_name, t._trial_id))
+        and (known_dead is None or t._trial_id in known_dead)
     ]
     if repair and dead:
         retries = int(study.user_attrs.get(MAX_RETRIES_ATTR, 1))
@@ -85,9 +90,3 @@ def check_study(
     if repair and parent_left:
         tracker.set_status(parent_id, "KILLED")
     return Checkup(study_name, dead, [r.info.run_id for r in stale], parent_left, repair)
-
-
-def _held_by_dead(home: Path, study_name: str, trial_id: int) -> bool:
-    """On a database, only a trial whose held file names a dead worker of this host is known
-    dead here; others are left to the heartbeat (their workers may run on other hosts)."""
-    return any(h.trial_id == trial_id and not holder_alive(h) for h in all_held(home, study_name))

@@ -15,7 +15,7 @@ from runners.recovery import StaleTrialRetry
 from sweep.distill.teacher_store import study_teacher
 from sweep.paths import study_lock_path
 from sweep.search.best import register_best
-from sweep.search.objective import Objective, TrialContext, TrialProgress
+from sweep.search.objective import NoProgress, Objective, TrialContext
 from sweep.search.space import SearchSpace
 from sweep.search.study import SweepSession, SweepSummary, check_streaks, close_sweep, open_sweep
 from sweep.track.progress import SweepProgress
@@ -53,7 +53,6 @@ def trial_loop(
     teacher, teacher_path = study_teacher(
         session.space, session.num_classes, session.home, display
     )
-    progress: dict[str, TrialProgress] = {"progress": display} if display is not None else {}
     context = TrialContext(
         space=session.space,
         home=session.home,
@@ -62,7 +61,7 @@ def trial_loop(
         num_classes=session.num_classes,
         teacher=teacher,
         teacher_path=teacher_path,
-        **progress,
+        progress=display if display is not None else NoProgress(),
     )
     space = session.space
     return TrialLoop(

@@ -109,9 +109,13 @@ def _resumed(space: SearchSpace, storage: BaseStorage, study_name: str) -> Searc
     trials; each resume starts where the study stands.
     """
     seed = space.sampler.get("seed")
-    if seed is None or study_name not in study_names(storage):
+    if seed is None:
         return space
-    held = len(storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False))
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:  # a new study: the space's own seed
+        return space
+    held = len(storage.get_all_trials(study_id, deepcopy=False))
     return replace(space, sampler={**space.sampler, "seed": (int(seed) + held) % 2**31})
 
 
