@@ -47,13 +47,6 @@ class Plan:
     prune_ratio: float = 0.0  # structured: the channel ratio of every group (0: no pruning)
 
 
-# Families whose channel coupling Torch-Pruning 1.6's dependency graph does not follow: its
-# reshape mapping divides by zero on ShuffleNetV2's channel shuffle (view, transpose, view).
-NOT_CHANNEL_PRUNABLE = {
-    "shufflenet_v2": "Torch-Pruning cannot follow its channel shuffle",
-}
-
-
 def check_schedule(cfg: TrialConfig, source: str) -> None:
     """Reject compression settings that cannot run within ``train.epochs``.
 
@@ -79,14 +72,6 @@ def check_schedule(cfg: TrialConfig, source: str) -> None:
             )
         if prune.target_params is None and not 0.0 <= prune.rate < 1.0:
             raise ConfigError(source, "prune.rate", f"must be in [0, 1), got {prune.rate}")
-        family = cfg.student.family
-        if prune.method == "structured" and family in NOT_CHANNEL_PRUNABLE:
-            raise ConfigError(
-                source,
-                "prune.method",
-                f"structured pruning cannot prune the {family} family yet "
-                f"({NOT_CHANNEL_PRUNABLE[family]}); use none or unstructured",
-            )
         if prune.method == "unstructured" and prune.target_params is not None:
             raise ConfigError(
                 source,

@@ -65,9 +65,33 @@ class ChannelPruner(tp.pruner.BasePruner):
         super().__init__(*args, importance=self.criterion(), **kwargs)
 
 
-def _classifier(model: nn.Module) -> list[nn.Module]:
+class _Whole(tp.pruner.function.BasePruningFunc):
+    """A layer whose channels are never pruned, nor any channel group that passes through it.
+
+    Its input and output pruning are one function (so Torch-Pruning couples them), and the
+    layer is ignored: every group reaching it is left whole. Used for ``nn.ChannelShuffle``,
+    which permutes channels (Torch-Pruning would otherwise pass indices through unpermuted).
+    """
+
+    def prune_out_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: nn.Module) -> int | None:
+        return getattr(layer, "channels", None)  # None: unknown, inferred from the neighbours
+
+    get_in_channels = get_out_channels
+
+
+# Layers kept whole with every channel group through them (see :class:`_Whole`).
+KEPT_WHOLE: tuple[type[nn.Module], ...] = (nn.ChannelShuffle,)
+
+
+def _ignored(model: nn.Module) -> list[nn.Module]:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1:]  # the logits layer: pruning its outputs would drop classes
+    whole = [m for m in model.modules() if isinstance(m, KEPT_WHOLE)]
+    return linears[-1:] + whole  # the logits layer: pruning its outputs would drop classes
 
 
 def structured_pruner(
@@ -112,7 +136,8 @@ def structured_pruner(
             criterion=importance,
             pruning_ratio=ratio,
             iterative_steps=steps,
-            ignored_layers=_classifier(model),
+            ignored_layers=_ignored(model),
+            customized_pruners={kind: _Whole() for kind in KEPT_WHOLE},
             round_to=round_to,
         )
     model.train(was_training)
@@ -193,7 +218,7 @@ def _candidate_ratios(model: nn.Module, round_to: int | None) -> list[float]:
     rounding) it would be emptied, which Torch-Pruning refuses by leaving the group whole, so the
     count would rise again. Below that cap the count never rises with the ratio.
     """
-    ignored = _classifier(model)
+    ignored = _ignored(model)
     layers = [m for m in model.modules() if m not in ignored]
     widths = {m.out_channels for m in layers if isinstance(m, nn.modules.conv._ConvNd)}
     widths |= {m.out_features for m in layers if isinstance(m, nn.Linear)}
@@ -289,7 +314,7 @@ def prunable_weights(model: nn.Module) -> int:
 def _ranked_layers(model: nn.Module) -> list[nn.Module]:
     # The classifier is left whole, as in structured pruning: it starts ~10x smaller than the
     # convs (std 0.01), so a global ranking at the first epoch would zero all of it for good.
-    ignored = _classifier(model)
+    ignored = _ignored(model)
     return [m for m in model.modules() if isinstance(m, _WEIGHTED) and m not in ignored]
 
 

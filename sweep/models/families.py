@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torchvision.models import MobileNetV3, ShuffleNetV2
 from torchvision.models._utils import _make_divisible
 from torchvision.models.mobilenetv3 import InvertedResidualConfig
+from torchvision.models.shufflenetv2 import InvertedResidual as ShuffleUnit
 
 from sweep.bounds import Bound
 from sweep.errors import ConfigError
@@ -389,6 +390,39 @@ def ghostnet(
     return StudentNet([_conv_bn(3, stem, 3, stem_stride), *layers], width, num_classes, dropout)
 
 
+class ChannelShuffle(nn.ChannelShuffle):
+    """``nn.ChannelShuffle`` that knows its channel count (structured pruning's graph asks)."""
+
+    def __init__(self, groups: int, channels: int) -> None:
+        super().__init__(groups)
+        self.channels = channels
+
+
+class ShuffleBlock(ShuffleUnit):
+    """torchvision's ShuffleNetV2 unit with its channel shuffle as a module.
+
+    torchvision shuffles with a function (``view``, ``transpose``, ``view``); as an
+    ``nn.ChannelShuffle`` the shuffle is one node that structured pruning can see and leave
+    whole (:data:`sweep.compress.prune.CHANNEL_SHUFFLE`), while the channels inside each branch
+    and the stem's and ``conv5``'s outputs stay prunable.
+    """
+
+    def __init__(self, inp: int, oup: int, stride: int) -> None:
+        super().__init__(inp, oup, stride)
+        self.shuffle = ChannelShuffle(2, oup)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 1:
+            # Split by sizes, not chunk: Torch-Pruning 1.6 reads the sizes only from this op's
+            # saved fields (torch 2.x renamed chunk's), else it guesses wrong offsets.
+            half = x.shape[1] // 2
+            x1, x2 = x.split([half, half], dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return self.shuffle(out)
+
+
 @register_student("shufflenet_v2")
 def shufflenet_v2(
     num_classes: int,
@@ -425,7 +459,8 @@ def shufflenet_v2(
         raise ConfigError("student", f"student.{key}", "shufflenet_v2 has 3 stages: give 3")
     if width_mult != 1:
         widths = [_round_width(w * width_mult) for w in widths]
-    net = ShuffleNetV2(list(repeats), [stem, *widths, last_conv], num_classes=num_classes)
+    channels = [stem, *widths, last_conv]
+    net = ShuffleNetV2(list(repeats), channels, num_classes, inverted_residual=ShuffleBlock)
     net.conv1[0].stride = (stem_stride, stem_stride)
     stem_layer = nn.Sequential(net.conv1, net.maxpool if stem_pool else nn.Identity())
     layers = [stem_layer, net.stage2, net.stage3, nn.Sequential(net.stage4, net.conv5)]

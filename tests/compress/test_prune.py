@@ -209,6 +209,53 @@ def conv_linear_weights(model: nn.Module) -> tuple[int, int]:
     return sum(w.numel() for w in weights), sum(int(torch.count_nonzero(w)) for w in weights)
 
 
+def test_shufflenet_prunes_inside_its_branches_and_keeps_every_shuffle_whole() -> None:
+    """The channels pruned are exactly the silent ones: the index mapping is right.
+
+    In each prunable group, the second half of the channels is silenced (BatchNorm scale and
+    shift zero in every BatchNorm of the group), so removing them changes no output. Pruning
+    half of each group by BatchNorm scale must then leave the logits as they were, and every
+    channel shuffle must see the channels it saw before (pruning through it would permute).
+    """
+    torch.manual_seed(0)
+    model = create_student("shufflenet_v2", CLASSES).eval()
+    kept = nn.ChannelShuffle
+    shuffles = {n: m.channels for n, m in model.named_modules() if isinstance(m, kept)}
+    assert len(shuffles) == 8  # repeats (2, 4, 2)
+    pruner = structured_pruner(model, SIZE, importance="bn_scale", ratio=0.5)
+    groups = list(pruner.DG.get_all_groups(pruner.ignored_layers, pruner.root_module_types))
+    assert groups  # the stem, the branches' inner channels and conv5
+    with torch.no_grad():
+        for group in groups:
+            for dep, idxs in group:
+                layer = dep.target.module
+                if isinstance(layer, nn.BatchNorm2d):
+                    silent = idxs[len(idxs) // 2 :]
+                    layer.weight[silent] = 0
+                    layer.bias[silent] = 0
+    images = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        before = model(images)
+    dense = count_params(model)
+    after = prune_step(pruner, model)
+    assert after < 0.6 * dense
+    seen = {}
+
+    def record(name: str) -> Callable:
+        return lambda module, args, out: seen.__setitem__(name, out.shape[1])
+
+    hooks = [
+        m.register_forward_hook(record(name))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ChannelShuffle)
+    ]
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), before)
+    for hook in hooks:
+        hook.remove()
+    assert seen == shuffles
+
+
 def test_unstructured_pruning_halves_nonzero_weights_but_not_the_dense_count() -> None:
     model = trained_ish("dsconv")
     dense, nonzero = count_params(model), count_params(model, "nonzero")
