@@ -13,8 +13,8 @@ import csv
 import io
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,20 @@ import torch
 
 from sweep.config import TrialConfig
 from sweep.data import class_names, evaluation_loader
+from sweep.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from sweep.data.protocol import TrainData
 from sweep.errors import SweepError
 from sweep.models.artifact import EXPORT_CONFIG, EXPORT_WEIGHTS, StudentArtifact
-from sweep.models.budget import count_macs, count_params, model_summary
+from sweep.models.budget import count_macs, count_params, torchsummary_table
+from sweep.models.standalone import load_module_state, standalone_source
 from sweep.paths import sweep_home
 from sweep.search.best import find_best, load_trial_model
 from sweep.train import evaluate, resolve_device
 from sweep.trial_data import trial_data
 
 INT8_PROGRAM = "student_int8.pt2"
+STANDALONE = "student.py"  # the architecture in torch alone, for the hand-in
+SUMMARY = "summary.txt"  # torchsummary's table, the budget and the margin
 
 
 @dataclass(frozen=True)
@@ -54,18 +58,27 @@ def export_best(
     home: Path | None = None,
     data_dir: str | None = None,
     int8: bool = False,
+    force: bool = False,
 ) -> ExportResult:
     """Write the best student to ``out`` and check that it reproduces its accuracy.
 
-    Writes ``student_best.ckpt`` (state_dict) and ``student_config.yaml`` (what rebuilds it,
-    :class:`~sweep.models.artifact.StudentArtifact`), ``model_summary.txt``
-    (torchinfo at the task's input size) and ``export.json``. With ``int8`` also
+    Writes ``student_best.ckpt`` (state_dict), ``student.py`` (the architecture in torch
+    alone; it loads the checkpoint), ``summary.txt`` (torchsummary's table with the budget
+    and the margin), ``student_config.yaml`` (what rebuilds it in sweep,
+    :class:`~sweep.models.artifact.StudentArtifact`) and ``export.json``. With ``int8`` also
     ``student_int8.pt2``: static int8 (:mod:`sweep.compress.quantize`) calibrated on training
     batches, its validation accuracy and sizes next to the float model's in ``export.json``.
 
+    ``out`` must be missing or empty unless ``force``, which replaces it whole: the new folder
+    is written beside it and swapped in, so no file of an earlier export survives and a
+    failure leaves the old folder as it was.
+
     Raises:
-        SweepError: no such study, no feasible trial, or the reload check failed.
+        SweepError: ``out`` holds files (without ``force``) or is a file, no such study, no
+            feasible trial, the reload check failed, or ``student.py`` does not reproduce the
+            model's outputs.
     """
+    _check_out(out, force)
     home = home or sweep_home()
     best, tracker = find_best(study_name, storage_url, home)
     model, artifact = load_trial_model(tracker, best)
@@ -92,15 +105,23 @@ def export_best(
     artifact = replace(
         artifact, config=cfg, state_dict=model.state_dict(), class_names=data.class_names
     )
+    title = (
+        f"{cfg.student.family} student of study {study_name}, trial {best.number}: "
+        f"{params:,} parameters (budget {cfg.budget.max_params:,}), val_acc {reloaded:.4f}."
+    )
     files: dict[str, str | bytes] = {
-        "model_summary.txt": model_summary(model, image_size),
+        STANDALONE: _standalone(model, artifact, title),
+        SUMMARY: torchsummary_table(model, image_size, cfg.budget.max_params),
         "export.json": json.dumps(
             {
                 "study": study_name,
                 "trial": best.number,
                 "run_id": best.run_id,
+                "family": cfg.student.family,
                 "params": params,
+                "max_params": cfg.budget.max_params,
                 "macs": count_macs(model, image_size),
+                "image_size": image_size,
                 "logged_val_acc": logged,
                 "reloaded_val_acc": reloaded,
                 **measured,
@@ -110,9 +131,45 @@ def export_best(
     }
     if int8:
         files[INT8_PROGRAM] = program
-    _write_atomically(out, files, artifact)
+    _write_folder(out, files, artifact)
     int8_acc = measured.get("int8_val_acc")
     return ExportResult(out, best.number, params, logged, reloaded, int8_acc)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an ``--out`` that is a file, or a folder with files in it unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out: {out}: exists and is not a folder")
+    if out.is_dir() and not force:
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+            raise SweepError(
+                f"--out: {out}: is not empty ({shown}); pass --force to replace it whole"
+            )
+
+
+def _standalone(model: torch.nn.Module, artifact: StudentArtifact, title: str) -> str:
+    """``student.py``'s text, checked: it must give the model's logits on random images."""
+    cfg = artifact.config
+    source = standalone_source(
+        model,
+        title=title,
+        image_size=cfg.dataset.image_size,
+        resize=cfg.dataset.resize,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        class_names=list(artifact.class_names or []),
+        weights=EXPORT_WEIGHTS,
+    )
+    rebuilt = load_module_state(source, model.state_dict())
+    size = cfg.dataset.image_size
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        images = torch.rand(2, 3, size, size)
+        expected, got = model.eval()(images), rebuilt(images)
+    if not torch.allclose(expected, got, rtol=1e-4, atol=1e-5):
+        raise SweepError(f"{STANDALONE}: does not reproduce the model's outputs")
+    return source
 
 
 def _quantize(
@@ -129,23 +186,33 @@ def _quantize(
     return buffer.getvalue(), measured
 
 
-def _write_atomically(out: Path, files: dict[str, str | bytes], student: StudentArtifact) -> None:
-    """Write every file to a temporary sibling folder, then move each into place."""
+def _write_folder(out: Path, files: dict[str, str | bytes], student: StudentArtifact) -> None:
+    """Write every file to a temporary sibling folder, then swap it in for ``out``.
+
+    An existing ``out`` is moved aside first and removed only once the new folder is in
+    place; if the swap fails it is moved back.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise SweepError(f"--out: {out}: exists and is not a folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp = out.with_name(f".{out.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    old = tmp.with_name(f"{tmp.name}-old")
+    tmp.mkdir()  # with the user's umask, as the final folder should have
     try:
         student.save(tmp, EXPORT_CONFIG, EXPORT_WEIGHTS)
         for name, content in files.items():
             mode = "wb" if isinstance(content, bytes) else "w"
             with open(tmp / name, mode) as handle:
                 handle.write(content)
-        out.mkdir(exist_ok=True)
-        for path in tmp.iterdir():
-            os.replace(path, out / path.name)
+        if out.exists():
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            if old.exists():
+                old.rename(out)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def predict(

@@ -160,8 +160,12 @@ def test_export_writes_a_reloadable_student(swept: dict) -> None:
     out = swept["tmp"] / "best"
     export = sweep_cli(swept["home"], "export", "--study", "e2e", "--out", str(out))
     assert export.returncode == 0, export.stderr
-    assert {"student_best.ckpt", "student_config.yaml", "model_summary.txt", "export.json"} <= {
-        p.name for p in out.iterdir()
+    assert {p.name for p in out.iterdir()} == {
+        "student_best.ckpt",
+        "student.py",
+        "summary.txt",
+        "student_config.yaml",
+        "export.json",
     }
     config = yaml.safe_load((out / "student_config.yaml").read_text())
     model = create_student(config["family"], config["num_classes"], config["options"])
@@ -169,8 +173,83 @@ def test_export_writes_a_reloadable_student(swept: dict) -> None:
     report = json.loads((out / "export.json").read_text())
     assert count_params(model) == report["params"] <= 60_000
     assert abs(report["reloaded_val_acc"] - report["logged_val_acc"]) <= 1 / 24 + 1e-9
-    assert "Total params" in (out / "model_summary.txt").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert f"Total params: {report['params']:,}\n" in summary
+    margin = 60_000 - report["params"]
+    assert f"Margin: {margin:,} under the budget ({margin / 60_000:.1%})" in summary
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".best-")]
+
+
+# Runs the exported student.py where sweep cannot be imported (a clean, isolated interpreter
+# with sweep blocked), counts with torchsummary there and prints logits for fixed images.
+STANDALONE_CHECK = """
+import contextlib, io, json, re, runpy, sys
+sys.modules["sweep"] = None  # any `import sweep` now fails
+sys.path.insert(0, ".")
+import student
+import torchsummary, torch
+model = student.load_student()
+text = io.StringIO()
+with contextlib.redirect_stdout(text):
+    torchsummary.summary(model, (3, student.IMAGE_SIZE, student.IMAGE_SIZE), device="cpu")
+total = int(re.search(r"Total params: ([\\d,]+)", text.getvalue())[1].replace(",", ""))
+torch.manual_seed(0)
+images = torch.rand(2, 3, student.IMAGE_SIZE, student.IMAGE_SIZE)
+with torch.no_grad():
+    logits = model(images).tolist()
+main = io.StringIO()
+with contextlib.redirect_stdout(main):
+    runpy.run_path("student.py", run_name="__main__")
+loaded = sorted(m for m in sys.modules if m == "sweep" or m.startswith("sweep."))
+print(json.dumps({"total": total, "logits": logits, "main": main.getvalue(), "sweep": loaded}))
+"""
+
+
+def test_exported_student_py_runs_with_torch_alone(swept: dict) -> None:
+    out = swept["tmp"] / "standalone"
+    export = sweep_cli(swept["home"], "export", "--study", "e2e", "--out", str(out))
+    assert export.returncode == 0, export.stderr
+    assert "import sweep" not in (out / "student.py").read_text()
+    ran = subprocess.run(
+        [sys.executable, "-I", "-c", STANDALONE_CHECK],
+        cwd=out,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout.splitlines()[-1])
+    report = json.loads((out / "export.json").read_text())
+    assert result["total"] == report["params"]
+    assert f"parameters: {report['params']:,}" in result["main"]
+    assert result["sweep"] == ["sweep"]  # only the blocker: nothing of sweep was imported
+    config = yaml.safe_load((out / "student_config.yaml").read_text())
+    model = create_student(config["family"], config["num_classes"], config["options"]).eval()
+    model.load_state_dict(torch.load(out / "student_best.ckpt", weights_only=True))
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, config["image_size"], config["image_size"])
+    with torch.no_grad():
+        expected = model(images)
+    torch.testing.assert_close(torch.tensor(result["logits"]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_export_refuses_a_folder_with_files_unless_forced(swept: dict) -> None:
+    out = swept["tmp"] / "taken"
+    out.mkdir()
+    (out / "student_int8.pt2").write_bytes(b"an earlier study's program")
+    refused = sweep_cli(swept["home"], "export", "--study", "e2e", "--out", str(out))
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"sweep: error: --out: {out}: is not empty (student_int8.pt2); "
+        "pass --force to replace it whole"
+    )
+    assert [p.name for p in out.iterdir()] == ["student_int8.pt2"]  # untouched
+    forced = sweep_cli(swept["home"], "export", "--study", "e2e", "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    names = {p.name for p in out.iterdir()}
+    assert "student_int8.pt2" not in names and "student_best.ckpt" in names
+    assert [p.name for p in swept["tmp"].iterdir() if p.name.startswith(".taken")] == []
 
 
 def test_predict_writes_the_submission_format(swept: dict) -> None:

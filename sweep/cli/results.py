@@ -24,9 +24,17 @@ def add_parsers(commands: Any) -> None:
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     ui.set_defaults(handler=_ui)
 
-    export = commands.add_parser("export", help="write the best feasible student")
+    export = commands.add_parser(
+        "export",
+        help="write the best feasible student: checkpoint, student.py, torchsummary summary",
+    )
     export.add_argument("--study", required=True)
-    export.add_argument("--out", required=True, type=Path)
+    export.add_argument(
+        "--out", required=True, type=Path, help="folder to create (must be missing or empty)"
+    )
+    export.add_argument(
+        "--force", action="store_true", help="replace a non-empty --out folder whole"
+    )
     export.add_argument("--data-dir", metavar="DIR", help="data folder for the reload check")
     export.add_argument(
         "--int8",
@@ -83,13 +91,20 @@ def _export(args: argparse.Namespace) -> int:
     from sweep.export import export_best
 
     result = export_best(
-        args.study, args.out, args.storage, data_dir=args.data_dir, int8=args.int8
+        args.study,
+        args.out,
+        args.storage,
+        data_dir=args.data_dir,
+        int8=args.int8,
+        force=args.force,
     )
     print(
         f"exported trial {result.trial} ({result.params:,} parameters) to {result.out}; "
         f"reload check: logged val_acc {result.logged_val_acc:.4f}, "
         f"reloaded {result.reloaded_val_acc:.4f}"
     )
+    print(f"hand-in: {result.out / 'student_best.ckpt'}, {result.out / 'student.py'} (torch only)")
+    print(f"summary: {result.out / 'summary.txt'} (torchsummary's table, budget and margin)")
     if result.int8_val_acc is not None:
         print(f"int8: val_acc {result.int8_val_acc:.4f} (student_int8.pt2)")
     return 0

@@ -7,13 +7,17 @@ nothing about training.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import io
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 import torchinfo
+import torchsummary
 from torch import nn
 
 from sweep.config import BudgetConfig, StudentConfig
@@ -99,6 +103,36 @@ def model_summary(model: nn.Module, image_size: int) -> str:
         model, image_size, depth=3, col_names=("output_size", "num_params", "mult_adds")
     )
     return str(stats)
+
+
+def torchsummary_table(model: nn.Module, image_size: int, max_params: int) -> str:
+    """torchsummary's own table for ``(3, image_size, image_size)``, then budget and margin.
+
+    The table is torchsummary's (Layer (type) / Output Shape / Param #, Total / Trainable /
+    Non-trainable params), made on an eval-mode CPU copy with the caller's random stream
+    untouched. The lines after it state the budget's dense count (:func:`count_params`),
+    the budget and the margin under it.
+
+    Raises:
+        ValueError: torchsummary's total differs from the dense count (a parameter it does
+            not see), so the table would not back the count it states.
+    """
+    probe = copy.deepcopy(model).cpu().eval()
+    text = io.StringIO()
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), contextlib.redirect_stdout(text):
+        torchsummary.summary(probe, (3, image_size, image_size), device="cpu")
+    table = text.getvalue()
+    total = int(re.search(r"^Total params: ([\d,]+)$", table, re.MULTILINE)[1].replace(",", ""))
+    params = count_params(model)
+    if total != params:
+        raise ValueError(f"torchsummary counts {total:,} parameters, the budget {params:,}")
+    margin = max_params - params
+    side = "under" if margin >= 0 else "OVER"
+    return (
+        f"{table}"
+        f"Budget: {max_params:,} parameters, every one counted (trainable or not)\n"
+        f"Margin: {abs(margin):,} {side} the budget ({abs(margin) / max_params:.1%})\n"
+    )
 
 
 @dataclass(frozen=True)
