@@ -73,6 +73,7 @@ def add_parsers(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from runners import PoolOptions, parse_gpus
     from sweep.errors import SweepError
+    from sweep.search.catalog import find_space
     from sweep.search.space import load_space
 
     if args.trials < 1:
@@ -91,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
     )
     space = load_space(args.space, args.overrides, args.data_dir)
+    found = find_space(args.space)
+    print(f"space: {found.path}" + (" (bundled with sweep)" if found.bundled else ""))
     if options.pooled:
         from runners.pool import run_pool
 

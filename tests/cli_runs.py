@@ -50,10 +50,12 @@ def cli_env(home: Path) -> dict[str, str]:
     return env
 
 
-def sweep(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``sweep`` CLI to the end in a fresh process."""
+def sweep(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``sweep`` CLI to the end in a fresh process (in ``cwd`` when given)."""
     command = [sys.executable, "-m", "sweep.cli", *args]
-    return subprocess.run(command, env=cli_env(home), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        command, env=cli_env(home), cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def _as_from_a_terminal() -> None:

@@ -1,6 +1,7 @@
-"""search_spaces/kd_small.yaml as shipped: every family is proposed, trained and recorded.
+"""The bundled kd_small space as shipped: every family is proposed, trained and recorded.
 
-The space runs as a user runs it, through the CLI, on a generated food-11-shaped folder; only
+The space runs as a user runs it, by name (``--space kd_small.yaml``) from a folder outside the
+repository, through the CLI, on a generated food-11-shaped folder; only
 the sizes are made small (32-px images, one epoch, a one-epoch teacher) and, per run, the
 family choice is narrowed to one, so each family trains once. The runs share one home, so
 the teacher trains once and is reused.
@@ -14,7 +15,6 @@ import optuna
 import pytest
 from cli_runs import load, sweep
 
-SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "kd_small.yaml"
 FAMILIES = ["dsconv", "inverted_residual", "plain", "ghostnet", "shufflenet_v2", "mobilenet_v3"]
 SMALL = [
     "--set", "dataset.image_size=32", "--set", "dataset.resize=32",
@@ -27,13 +27,16 @@ SMALL = [
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> Path:
     home = tmp_path_factory.mktemp("kd_small") / "home"
+    elsewhere = tmp_path_factory.mktemp("user")
     for family in FAMILIES:
         done = sweep(
-            home, "run", "--space", str(SPACE), "--trials", "1", "--no-progress",
+            home, "run", "--space", "kd_small.yaml", "--trials", "1", "--no-progress",
             "--data-dir", str(food11_dir), *SMALL, "--set", f"study=kd_{family}",
-            "--set", f"params.student.family.choices=[{family}]",
+            "--set", f"params.student.family.choices=[{family}]", cwd=elsewhere,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
+        space = Path(__file__).resolve().parents[1] / "sweep" / "spaces" / "kd_small.yaml"
+        assert f"space: {space} (bundled with sweep)" in done.stdout.splitlines()
     return home
 
 

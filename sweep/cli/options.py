@@ -17,7 +17,12 @@ def add_storage(parser: argparse.ArgumentParser) -> None:
 
 def add_space(parser: argparse.ArgumentParser) -> None:
     """``--space FILE`` with its overrides (``--set``, ``--data-dir``)."""
-    parser.add_argument("--space", required=True, metavar="FILE", help="search-space YAML")
+    parser.add_argument(
+        "--space",
+        required=True,
+        metavar="FILE|NAME",
+        help="search-space YAML file, or the name of a bundled one (see `sweep spaces`)",
+    )
     add_overrides(parser, "override a YAML setting, e.g. --set fixed.epochs=1 (repeatable)")
 
 

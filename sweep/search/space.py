@@ -40,6 +40,7 @@ from optuna.distributions import (
 
 from sweep.config import TrialConfig, build_config
 from sweep.errors import ConfigError
+from sweep.search.catalog import find_space
 from sweep.search.params import ParamSpec, parse_params, resolve_key, suggest_value
 
 # The metric each trial reports every epoch and the study optimises. Accuracy is what the
@@ -158,7 +159,7 @@ def load_space(
     """Read, override and validate a search-space YAML file.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or the name of a bundled space (:mod:`sweep.search.catalog`).
         overrides: ``key=value`` strings (``--set``), applied in order; values are YAML.
         data_dir: shorthand for ``--set dataset.root=DIR``.
 
@@ -168,11 +169,10 @@ def load_space(
     Raises:
         ConfigError: naming the file and the key at fault.
     """
-    source = str(path)
+    found = find_space(path)
+    source = str(found.path) if found.bundled else str(path)
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "no such file") from None
+        text = found.path.read_text()
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read: {exc.strerror}") from None
     try:
@@ -191,7 +191,7 @@ def load_space(
         apply_override(document, override, source)
     if data_dir is not None:
         apply_override(document, f"dataset.root={data_dir}", source)
-    return parse_space(document, source, default_name=Path(path).stem)
+    return parse_space(document, source, default_name=found.name)
 
 
 def apply_override(document: dict[str, Any], override: str, source: str) -> None:

@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # search builds on this package; only the type is needed here
     from sweep.search.pareto import TrialRecord
 
 PARENT_ATTR = "mlflow_parent_run_id"
+# MLflow 3's UI opens an experiment on the view this tag names; without it, an experiment
+# with no traces opens on the GenAI overview instead of the runs table.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 FRONT_ATTR = "pareto_trials"
 # How long a process that just published a new parent run waits before reading the study's
 # attribute back: long enough for a rival that read "no parent" at the same moment to have
@@ -42,6 +45,15 @@ RUN_STATUS = {
     "duplicate": "KILLED",
     "failed": "FAILED",
 }
+
+
+def _beside_store(tracking_uri: str) -> str | None:
+    """An SQLite store's artifacts go beside its file, never into the current folder
+    (MLflow's default, ``./mlruns``); a server decides for itself (None)."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / "mlartifacts").as_uri()
 
 
 class Tracker:
@@ -68,10 +80,16 @@ class Tracker:
                 experiment = self.client.get_experiment_by_name(experiment_name)
                 if experiment is None:
                     experiment_id = self.client.create_experiment(
-                        experiment_name, artifact_location=artifact_location
+                        experiment_name,
+                        artifact_location=artifact_location or _beside_store(tracking_uri),
+                        tags={EXPERIMENT_KIND: MODEL_TRAINING},
                     )
                 else:
                     experiment_id = experiment.experiment_id
+                    if experiment.tags.get(EXPERIMENT_KIND) is None:  # made by older sweep
+                        self.client.set_experiment_tag(
+                            experiment_id, EXPERIMENT_KIND, MODEL_TRAINING
+                        )
         except Exception as exc:  # noqa: BLE001 - MLflow raises many types for "unreachable".
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SweepError(

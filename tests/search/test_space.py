@@ -143,7 +143,7 @@ def test_bad_input_names_file_and_key(
 
 
 def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nowhere.yaml: no such file"):
+    with pytest.raises(ConfigError, match="nowhere.yaml: no such file, nor a bundled space"):
         load_space(tmp_path / "nowhere.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("params: [unclosed\n")
@@ -154,7 +154,9 @@ def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
 
 
 def test_shipped_spaces_parse() -> None:
-    root = Path(__file__).resolve().parents[2] / "search_spaces"
-    for path in sorted(root.glob("*.yaml")):
+    root = Path(__file__).resolve().parents[2] / "sweep" / "spaces"
+    paths = sorted(root.glob("*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
         space = load_space(path)
         assert space.params, path

@@ -1,0 +1,1 @@
+"""The search spaces that ship with sweep (``sweep spaces`` lists them; ``--space NAME``)."""
