@@ -21,6 +21,7 @@ SMALL = [
     "--set", "teacher.checkpoint=null", "--set", "teacher.epochs=1",
     "--set", "fixed.epochs=1", "--set", "fixed.batch_size=16", "--set", "fixed.num_workers=0",
     "--set", "sampler.n_startup_trials=1",
+    "--set", "prune.start_epoch=0", "--set", "prune.finetune_epochs=1",
 ]  # fmt: skip
 
 
@@ -32,7 +33,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> Path:
         done = sweep(
             home, "run", "--space", "kd_small.yaml", "--trials", "1", "--no-progress",
             "--data-dir", str(food11_dir), *SMALL, "--set", f"study=kd_{family}",
-            "--set", f"params.student.family.choices=[{family}]", cwd=elsewhere,
+            "--set", f"params.student.family.choices=[{family}]",
+            "--set", "params.prune.method.choices=[none]", cwd=elsewhere,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         space = Path(__file__).resolve().parents[1] / "sweep" / "spaces" / "kd_small.yaml"
@@ -51,3 +53,24 @@ def test_each_family_is_proposed_and_trained(home: Path, family: str) -> None:
     assert 0 < trial.user_attrs["params"] <= 60_000
     assert 0.0 <= trial.value <= 1.0
     assert len(list((home / "teachers").glob("*.ckpt"))) == 1  # one teacher for all six
+
+
+def test_pruning_is_searched_and_planned_exactly(home: Path, food11_dir: Path) -> None:
+    """kd_small searches pruning: a wide shufflenet_v2 is pruned to the budget or by a rate."""
+    done = sweep(
+        home, "run", "--space", "kd_small", "--trials", "3", "--no-progress",
+        "--data-dir", str(food11_dir), *SMALL, "--set", "study=kd_pruned",
+        "--set", "fixed.epochs=3", "--set", "params.student.family.choices=[shufflenet_v2]",
+        "--set", "params.prune.method.choices=[structured]",
+        "--set", "params.student.width_mult.low=1.2", "--set", "params.student.stem.low=32",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    study = load(home, "kd_pruned")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete, [(t.number, t.state, t.user_attrs) for t in study.trials]
+    for trial in complete:
+        assert trial.params["prune.method"] == "structured"
+        assert "prune.steps" in trial.params and "prune.target_params" in trial.params
+        assert ("prune.rate" in trial.params) == (trial.params["prune.target_params"] is None)
+        attrs = trial.user_attrs
+        assert attrs["params"] <= 60_000 < attrs["initial_params"], attrs
