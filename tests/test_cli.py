@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 import torch
@@ -21,6 +22,7 @@ import yaml
 from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
 from sweep.models.budget import count_params
@@ -96,9 +98,14 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(swept: dict) -> None:
         assert child.data.tags["state"] == "complete"
         assert child.data.params["student.family"] == "dsconv"
         assert "kd.alpha" in child.data.params and "train.epochs" in child.data.params
-        for metric in ("val_acc", "params", "macs", "train_seconds"):
+        for metric in ("best_val_acc", "params", "macs", "train_seconds", "best_epoch"):
             assert metric in child.data.metrics, metric
-        assert 0.0 <= child.data.metrics["val_acc"] <= 1.0
+            steps = [m.step for m in client.get_metric_history(child.info.run_id, metric)]
+            assert steps == [0], (metric, steps)  # a one-off fact: one value
+        assert 0.0 <= child.data.metrics["best_val_acc"] <= 1.0
+        curve = client.get_metric_history(child.info.run_id, "val_acc")
+        assert [m.step for m in curve] == [0]  # one point an epoch, nothing after the last
+        assert child.data.metrics["best_val_acc"] == max(m.value for m in curve)
         assert child.data.metrics["params"] <= 60_000
         history = client.get_metric_history(child.info.run_id, "train_loss")
         assert [m.step for m in history] == [0]
@@ -126,6 +133,11 @@ def test_parent_holds_the_front_and_children_carry_pareto_tags(swept: dict) -> N
     assert sorted(r.data.tags["optuna.trial"] for r in tagged) == sorted(
         row["trial"] for row in front
     )
+    # Every complete child says whether it is on the front, so both filters work.
+    complete = _runs(client, experiment.experiment_id, "tags.state = 'complete'")
+    off = _runs(client, experiment.experiment_id, "tags.pareto = 'false'")
+    assert len(tagged) + len(off) == len(complete)
+    assert {r.data.tags["pareto"] for r in complete} <= {"true", "false"}
 
 
 def test_optuna_study_matches_mlflow(swept: dict) -> None:
@@ -137,15 +149,60 @@ def test_optuna_study_matches_mlflow(swept: dict) -> None:
     for trial in complete:
         run = swept["client"].get_run(trial.user_attrs["mlflow_run_id"])
         assert run.data.tags["mlflow.parentRunId"] == parent_id
-        assert run.data.metrics["val_acc"] == pytest.approx(trial.value)
+        assert run.data.metrics["best_val_acc"] == pytest.approx(trial.value)
         assert trial.constraints["params_over_budget"] <= 0
 
 
-def test_best_model_is_registered(swept: dict) -> None:
-    version = swept["client"].get_model_version_by_alias("e2e", "best")
+def test_best_model_is_registered_without_reopening_its_run(swept: dict) -> None:
+    client = swept["client"]
+    version = client.get_model_version_by_alias("e2e", "best")
     storage = JournalStorage(JournalFileBackend(str(swept["home"] / "optuna.journal")))
     study = optuna.load_study(study_name="e2e", storage=storage)
-    assert version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+    best = study.best_trial
+    assert version.run_id == best.user_attrs["mlflow_run_id"]
+    assert version.tags == {
+        "val_acc": f"{best.value:.4f}",
+        "params": str(best.user_attrs["params"]),
+        "macs": str(best.user_attrs["macs"]),
+        "family": "dsconv",
+        "study": "e2e",
+        "trial": str(best.number),
+        "stage": "search",
+    }
+    assert f"Trial {best.number} of study 'e2e'" in version.description
+    # The run keeps the times of its training: it ended before its parent did.
+    run = client.get_run(version.run_id)
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert run.info.status == "FINISHED" and run.info.end_time <= parent.info.end_time
+    assert run.info.end_time <= version.creation_timestamp  # registered after, not reopened
+    model = mlflow.pytorch.load_model(version.source)
+    local = version.source.removeprefix("file://")
+    signature = mlflow.models.get_model_info(local).signature
+    size = TINY_DATASET["image_size"]
+    assert list(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 3, size, size]
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, 3)
+
+
+def test_parent_run_carries_the_studys_headline(swept: dict) -> None:
+    client, experiment = swept["client"], swept["experiment"]
+    parent = _runs(client, experiment.experiment_id, "tags.`sweep.role` = 'study'")[0]
+    storage = JournalStorage(JournalFileBackend(str(swept["home"] / "optuna.journal")))
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    best = study.best_trial
+    metrics = parent.data.metrics
+    assert metrics["best_val_acc"] == pytest.approx(best.value)
+    assert metrics["params"] == best.user_attrs["params"]
+    states = [t.user_attrs.get("state") for t in study.trials]
+    assert metrics["trials_complete"] == len(study.get_trials(states=[TrialState.COMPLETE]))
+    assert metrics["trials_infeasible"] == states.count("infeasible")
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"best feasible **val_acc {best.value:.4f}**" in note
+    link = f"(#/experiments/{experiment.experiment_id}/runs/{best.user_attrs['mlflow_run_id']})"
+    assert link in note and "| trial | val_acc | params | MACs | family |" in note
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags["mlflow.sharedViewState.sweep"])
+    assert view["orderByKey"] == "metrics.`best_val_acc`"
 
 
 def test_status_prints_states_best_and_front(swept: dict) -> None:
@@ -154,6 +211,11 @@ def test_status_prints_states_best_and_front(swept: dict) -> None:
     out = status.stdout
     assert "complete" in out and "infeasible" in out and "early-stopped" in out
     assert "best feasible trial" in out and "Pareto front" in out
+    # Piped (not a terminal): whole run ids, never cut to fit 80 columns.
+    storage = JournalStorage(JournalFileBackend(str(swept["home"] / "optuna.journal")))
+    study = optuna.load_study(study_name="e2e", storage=storage)
+    assert study.best_trial.user_attrs["mlflow_run_id"] in out
+    assert "…" not in out
 
 
 def test_export_writes_a_reloadable_student(swept: dict) -> None:

@@ -223,7 +223,7 @@ def test_mlflow_holds_one_parent_and_every_trial_once(swept: Swept) -> None:
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
         if trial.state == TrialState.COMPLETE:
             assert run.info.status == "FINISHED"
-            assert run.data.metrics["val_acc"] == pytest.approx(trial.value)
+            assert run.data.metrics["best_val_acc"] == pytest.approx(trial.value)
 
 
 def test_both_processes_ran_trials(swept: Swept) -> None:

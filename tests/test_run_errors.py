@@ -158,7 +158,8 @@ def test_infeasible_proposals_are_recorded_never_trained_and_not_counted(
         assert not trial.intermediate_values  # never trained
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.info.status == "KILLED" and run.data.tags["state"] == "infeasible"
-        assert "val_acc" not in run.data.metrics and "train_loss" not in run.data.metrics
+        assert "best_val_acc" not in run.data.metrics and "val_acc" not in run.data.metrics
+        assert "train_loss" not in run.data.metrics
         assert run.data.metrics["params"] == trial.user_attrs["params"]
 
 

@@ -78,6 +78,32 @@ def register_best(study: optuna.Study, tracker: Tracker, best: TrialRecord, lock
         return
     with FileLock(str(lock)):
         if not tracker.registered_versions(study.study_name, best.run_id):
-            model, _ = load_trial_model(tracker, best)
-            tracker.register_model(best.run_id, model, study.study_name)
+            model, artifact = load_trial_model(tracker, best)
+            size = artifact.config.dataset.image_size
+            tags = {
+                "val_acc": f"{best.val_acc:.4f}",
+                "params": str(best.params),
+                "macs": str(best.macs),
+                "family": str(best.family),
+                "study": study.study_name,
+                "trial": str(best.number),
+                "stage": "search",
+            }
+            description = (
+                f"Trial {best.number} of study {study.study_name!r}: {artifact.family}, "
+                f"{best.params:,} parameters (budget {artifact.config.budget.max_params:,}), "
+                f"val_acc {best.val_acc:.4f}, {best.macs:,} MACs at {size}x{size}. Input: "
+                f"float32 [N, 3, {size}, {size}] RGB normalized by ImageNet mean and std; "
+                f"output: logits over {artifact.num_classes} classes. Loads with "
+                f"mlflow.pytorch.load_model where sweep is installed; `sweep export` writes a "
+                f"torch-only student.py."
+            )
+            tracker.register_model(
+                best.run_id,
+                model,
+                study.study_name,
+                input_shape=(3, size, size),
+                tags=tags,
+                description=description,
+            )
         study.set_user_attr(REGISTERED_ATTR, best.number)

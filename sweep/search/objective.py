@@ -248,8 +248,10 @@ class Objective:
             )
         trial.set_user_attr("val_acc", result.val_acc)
         trial.set_user_attr("best_epoch", result.best_epoch)
-        final = {
-            "val_acc": result.val_acc,
+        # One value each, at step 0 (MLflow shows a lone step-0 value as a value, not a
+        # one-point curve); the per-epoch curves (val_acc, losses, lr...) hold one point an epoch.
+        facts = {
+            "best_val_acc": result.val_acc,
             "params": params,
             "params_dense": count_params(model, "dense"),
             "params_nonzero": count_params(model, "nonzero"),
@@ -258,8 +260,8 @@ class Objective:
             "best_epoch": result.best_epoch,
         }
         if cfg.quantize.int8:
-            final.update(self._quantize(run_id, model, data, cfg))
-        ctx.tracker.log_metrics(run_id, final, step=len(result.history))
+            facts.update(self._quantize(run_id, model, data, cfg))
+        ctx.tracker.log_metrics(run_id, facts)
         self._log_model_files(run_id, model, result.state_dict, cfg.dataset.image_size)
         return result.val_acc, result.stopped_early
 

@@ -33,6 +33,7 @@ from sweep.search.samplers import make_pruner, make_sampler
 from sweep.search.space import SearchSpace, parse_space
 from sweep.search.storage import StaleTrialCallback, open_storage, study_names
 from sweep.track.plots import front_figure
+from sweep.track.summary import front_note, headline_metrics
 from sweep.track.tracker import FRONT_ATTR, Tracker, check_reachable
 
 MAX_FAILED_STREAK = 5
@@ -130,7 +131,8 @@ def front_table(front: list[TrialRecord]) -> pd.DataFrame:
 def refresh_front(
     study: optuna.Study, tracker: Tracker, parent_id: str, max_params: int
 ) -> tuple[list[TrialRecord], list[TrialRecord]]:
-    """Recompute the front from the storage and publish it to the MLflow parent run.
+    """Recompute the front from the storage and publish it, with the study's headline
+    (best feasible trial, trials by state, the front as a table), to the MLflow parent run.
 
     Returns:
         Every trial as read from the storage, and the front.
@@ -153,6 +155,10 @@ def refresh_front(
     finally:
         plt.close(figure)
     study.set_user_attr(FRONT_ATTR, now)
+    best = best_trial(records, max_params, study.direction.name.lower())
+    note = front_note(study.study_name, records, best, front, max_params, tracker.experiment_id)
+    finished = sum(1 for r in records if r.finished)
+    tracker.publish_summary(parent_id, headline_metrics(records, best), note, step=finished)
     return records, front
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -42,7 +43,8 @@ def print_status(
         The count of trials in each state.
     """
     home = home or sweep_home()
-    console = console or Console()
+    # On a terminal, fit it; piped or redirected, never cut a run id to 80 columns.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=10_000))
     _, space, records = read_study(study_name, storage_url, home)
     max_params = space.defaults.budget.max_params
     counts = count_states(records)

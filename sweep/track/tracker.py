@@ -8,19 +8,22 @@ every worker, on every host, nests its children under the same parent.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+import torch
 import yaml
 from filelock import FileLock
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 
 from sweep.errors import SweepError
 
@@ -31,6 +34,25 @@ PARENT_ATTR = "mlflow_parent_run_id"
 # MLflow 3's UI opens an experiment on the view this tag names; without it, an experiment
 # with no traces opens on the GenAI overview instead of the runs table.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as markdown
+# A view of the runs table that the UI opens from a link (``?viewStateShareKey=sweep``):
+# trials sorted by accuracy with the columns that answer "what did the study find".
+VIEW_KEY = "sweep"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+RUNS_VIEW = {
+    "searchFilter": "",
+    "orderByKey": "metrics.`best_val_acc`",
+    "orderByAsc": False,
+    "selectedColumns": [
+        "metrics.`best_val_acc`",
+        "metrics.`params`",
+        "metrics.`macs`",
+        "params.`student.family`",
+        "tags.`state`",
+        "tags.`pareto`",
+        "attributes.`Duration`",
+    ],
+}
 FRONT_ATTR = "pareto_trials"
 # How long a process that just published a new parent run waits before reading the study's
 # attribute back: long enough for a rival that read "no parent" at the same moment to have
@@ -45,6 +67,7 @@ RUN_STATUS = {
     "duplicate": "KILLED",
     "failed": "FAILED",
 }
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING, VIEW_TAG: json.dumps(RUNS_VIEW)}
 
 
 def _beside_store(tracking_uri: str) -> str | None:
@@ -82,14 +105,13 @@ class Tracker:
                     experiment_id = self.client.create_experiment(
                         experiment_name,
                         artifact_location=artifact_location or _beside_store(tracking_uri),
-                        tags={EXPERIMENT_KIND: MODEL_TRAINING},
+                        tags=EXPERIMENT_TAGS,
                     )
                 else:
                     experiment_id = experiment.experiment_id
-                    if experiment.tags.get(EXPERIMENT_KIND) is None:  # made by older sweep
-                        self.client.set_experiment_tag(
-                            experiment_id, EXPERIMENT_KIND, MODEL_TRAINING
-                        )
+                    for key, value in EXPERIMENT_TAGS.items():  # made by an older sweep
+                        if experiment.tags.get(key) != value:
+                            self.client.set_experiment_tag(experiment_id, key, value)
         except Exception as exc:  # noqa: BLE001 - MLflow raises many types for "unreachable".
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SweepError(
@@ -206,8 +228,16 @@ class Tracker:
             self.client.set_terminated(run_id, status=status)
 
     def finish_trial(self, run_id: str, state: str) -> None:
-        """Tag the trial's state and end its run with the matching MLflow status."""
-        self.client.set_tag(run_id, "state", state)
+        """Tag the trial's state and end its run with the matching MLflow status.
+
+        A complete trial is tagged ``pareto=false`` here, before the study can see it
+        complete; the front's refresh turns it ``true`` when it joins, so every complete
+        child carries the tag (``tags.pareto = 'false'`` finds the rest).
+        """
+        tags = [RunTag("state", state)]
+        if state == "complete":
+            tags.append(RunTag("pareto", "false"))
+        self.client.log_batch(run_id, tags=tags, synchronous=True)
         self.client.set_terminated(run_id, status=RUN_STATUS[state])
 
     def running_trial_runs(self, parent_id: str) -> list[Any]:
@@ -269,55 +299,104 @@ class Tracker:
         self.client.log_figure(parent_id, figure, "pareto.png")
         return now
 
+    def publish_summary(
+        self, parent_id: str, metrics: Mapping[str, float], note: str, step: int
+    ) -> None:
+        """Log the study's headline on the parent run: metrics at ``step`` (finished trials)
+        and the description (``mlflow.note.content``) the run page shows first."""
+        timestamp = int(mlflow.utils.time.get_current_time_millis())
+        self.client.log_batch(
+            parent_id,
+            metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()],
+            tags=[RunTag(NOTE_TAG, note)],
+            synchronous=True,
+        )
+
+    def runs_view_link(self, ui_url: str) -> str:
+        """The UI's address of this study's runs table, in the view sweep publishes."""
+        return (
+            f"{ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs"
+            f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+        )
+
     def registered_versions(self, name: str, run_id: str | None) -> list[str]:
         """The registry's versions of model ``name`` logged from run ``run_id``."""
         where = f"name = '{name}' and run_id = '{run_id}'"
         return [v.version for v in self.client.search_model_versions(where)]
 
-    def register_model(self, run_id: str, model: Any, name: str) -> str:
-        """Log the best model under its trial's run and register it; returns the version."""
-        # We chose pickle on purpose (see below); MLflow warns about it on every call.
+    def register_model(
+        self,
+        run_id: str,
+        model: Any,
+        name: str,
+        *,
+        input_shape: Sequence[int],
+        tags: Mapping[str, str],
+        description: str,
+    ) -> str:
+        """Register ``model`` as a new version of ``name`` (alias ``best``) from its run.
+
+        The model is saved locally and uploaded into the run's artifacts (``model/``): the
+        run is never reopened, so its status, start and end stay those of its training.
+
+        Args:
+            run_id: the trial's run, the version's source.
+            model: the trained student (pickled: it loads where sweep is installed).
+            name: the registered model (the study's name).
+            input_shape: one input's shape ``(3, S, S)``: the signature takes ``[-1, 3, S, S]``
+                float32 images and gives ``[-1, classes]`` logits.
+            tags: the version's tags (val_acc, params, macs, study, trial...).
+            description: the version's description.
+
+        Returns:
+            The new version's number.
+        """
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        classes = int(model(torch.zeros(1, *input_shape)).shape[-1])
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape), "images")]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes), "logits")]),
+        )
+        # We chose pickle on purpose (below); MLflow warns about it on every call.
         pytorch_log = logging.getLogger("mlflow.pytorch")
         level = pytorch_log.level
         pytorch_log.setLevel(logging.ERROR)
-        with _global_tracking_uri(self.tracking_uri), mlflow.start_run(run_id=run_id):
-            info = mlflow.pytorch.log_model(
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.pytorch.save_model(
                 model,
-                name="model",
-                registered_model_name=name,
+                Path(tmp) / "model",
+                signature=signature,
                 # Inferring requirements imports and inspects the environment: slow and
                 # unneeded, since the model rebuilds from the sweep package.
                 pip_requirements=["torch", "torchvision", "sweep"],
-                # "pt2" (a traced graph) needs an example input; a pickled module needs
-                # only the sweep package to load.
+                # A pickled module needs only the sweep package to load ("pt2" would need
+                # an example input and a traced graph).
                 serialization_format="pickle",
             )
-        pytorch_log.setLevel(level)
-        version = str(info.registered_model_version)
-        self.client.set_registered_model_alias(name, "best", version)
-        return version
+            pytorch_log.setLevel(level)
+            self.client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
+        try:
+            self.client.create_registered_model(
+                name, description=f"The best feasible student of sweep study {name!r}."
+            )
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
+        version = self.client.create_model_version(
+            name, source, run_id=run_id, tags=dict(tags), description=description
+        ).version
+        self.client.set_registered_model_alias(name, "best", str(version))
+        return str(version)
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         # log_batch sends at most 100 params a request itself, and MLflow cuts values
         # over its 6,000-character limit (with a warning).
         items = [Param(str(k), "" if v is None else str(v)) for k, v in params.items()]
         self.client.log_batch(run_id, params=items, synchronous=True)
-
-
-@contextlib.contextmanager
-def _global_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's global tracking URI for the block, then whatever it was before.
-
-    ``mlflow.pytorch.log_model`` logs through the global URI, and ``mlflow.set_tracking_uri``
-    also exports it as ``MLFLOW_TRACKING_URI``: left set, every later study in this process
-    (and every process it starts) would log into this study's store.
-    """
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)  # None unsets the variable again
 
 
 def _store_lock(tracking_uri: str) -> contextlib.AbstractContextManager[object]:

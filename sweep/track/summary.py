@@ -1,0 +1,74 @@
+"""What a study found, as the parent run shows it: headline metrics and a markdown note.
+
+The parent run is the first thing a person sees of a study in the MLflow UI, so it carries
+the answer: the best feasible accuracy and its parameter count, the trials by state (as
+metrics, one point per refresh, so they chart the study's progress), and a description
+(``mlflow.note.content``) with the front as a table whose rows link to each member's run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sweep.search.pareto import TrialRecord, count_states
+
+# The state counts the parent logs, as ``trials_<state>``.
+COUNTED = ("complete", "early-stopped", "infeasible", "duplicate", "failed")
+
+
+def headline_metrics(records: Sequence[TrialRecord], best: TrialRecord | None) -> dict[str, float]:
+    """``best_val_acc`` and ``params`` of the best feasible trial, and ``trials_<state>``."""
+    counts = count_states(records)
+    metrics: dict[str, float] = {
+        f"trials_{state.replace('-', '_')}": counts[state] for state in COUNTED
+    }
+    if best is not None and best.val_acc is not None and best.params is not None:
+        metrics["best_val_acc"] = best.val_acc
+        metrics["params"] = best.params
+    return metrics
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """The UI's address of a run, relative to the UI (works on any host it is served from)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def front_note(
+    study_name: str,
+    records: Sequence[TrialRecord],
+    best: TrialRecord | None,
+    front: Sequence[TrialRecord],
+    max_params: int,
+    experiment_id: str,
+) -> str:
+    """The parent run's description: headline, trials by state, the front as a table."""
+    counts = count_states(records)
+    states = " · ".join(f"{counts[s]} {s}" for s in COUNTED if counts[s] or s == "complete")
+    if best is None or best.val_acc is None or best.params is None:
+        found = f"no complete trial within {max_params:,} parameters yet"
+    else:
+        found = (
+            f"best feasible **val_acc {best.val_acc:.4f}** with **{best.params:,} parameters** "
+            f"([trial {best.number}]({run_link(experiment_id, best.run_id or '')}), "
+            f"{best.family}); budget {max_params:,}"
+        )
+    lines = [
+        f"### Study {study_name}: {found}",
+        "",
+        f"Trials: {states}.",
+        "",
+        "**Pareto front** (accuracy vs parameters, fewest parameters first; "
+        "stage: search). Each row links to the trial's run.",
+        "",
+        "| trial | val_acc | params | MACs | family |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for r in front:
+        trial = f"[{r.number}]({run_link(experiment_id, r.run_id)})" if r.run_id else str(r.number)
+        macs = f"{r.macs:,}" if r.macs is not None else "-"
+        lines.append(
+            f"| {trial} | {r.val_acc or 0:.4f} | {r.params or 0:,} | {macs} | {r.family or '-'} |"
+        )
+    if not front:
+        lines.append("| - | - | - | - | - |")
+    return "\n".join(lines) + "\n"
