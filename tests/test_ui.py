@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,7 +12,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
+
+from sweep.track.tracker import Tracker, runs_view_link
 
 
 def _free_port() -> int:
@@ -65,3 +69,59 @@ def test_ui_serves_the_store_on_loopback(tmp_path: Path, sweep_home: Path) -> No
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _server_group(ui_pid: int) -> int:
+    """The process group of the ``mlflow server`` that ``sweep ui`` started (its child)."""
+    children = Path(f"/proc/{ui_pid}/task/{ui_pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return os.getpgid(int(children[0]))
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_ui_prints_each_studys_link_and_stops_its_server(
+    stop: signal.Signals, sweep_home: Path
+) -> None:
+    tracker = Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "linked")
+    port = _free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
+        env={**os.environ, "SWEEP_HOME": str(sweep_home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2):
+                    break
+            except OSError:
+                assert ui.poll() is None, ui.stdout.read()
+                assert time.monotonic() < deadline, "the UI did not start in 120 s"
+                time.sleep(0.5)
+        server = _server_group(ui.pid)
+        assert server != os.getpgid(ui.pid)  # its own group: a terminal's Ctrl-C is forwarded
+        ui.send_signal(stop)
+        assert ui.wait(timeout=60) == 0
+        deadline = time.monotonic() + 30
+        while _group_alive(server):  # the server and its workers, all gone
+            assert time.monotonic() < deadline, "mlflow server outlived sweep ui"
+            time.sleep(0.2)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{base}/health", timeout=2)
+    finally:
+        if ui.poll() is None:
+            ui.kill()
+    link = runs_view_link(base, tracker.experiment_id)
+    assert f"  study linked: {link}" in ui.stdout.read().splitlines()

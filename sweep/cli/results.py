@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,28 +60,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from sweep.paths import sweep_home, tracking_uri
+    from sweep.track.ui import serve_ui
 
-    uri = tracking_uri(sweep_home())
-    if uri.startswith(("http://", "https://")):
-        print(f"MLflow is served at {uri}")
-        return 0
-    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    command = [
-        mlflow,
-        "server",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
-    print(f"MLflow UI at http://{args.host}:{args.port} (store {uri}); Ctrl-C stops it")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    return serve_ui(args.host, args.port)
 
 
 def _export(args: argparse.Namespace) -> int:

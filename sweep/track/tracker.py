@@ -70,6 +70,15 @@ RUN_STATUS = {
 EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING, VIEW_TAG: json.dumps(RUNS_VIEW)}
 
 
+def runs_view_link(ui_url: str, experiment_id: str) -> str:
+    """The UI's address of a study's runs table, in the view sweep publishes (model training,
+    not MLflow 3's GenAI pages)."""
+    return (
+        f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    )
+
+
 def _beside_store(tracking_uri: str) -> str | None:
     """An SQLite store's artifacts go beside its file, never into the current folder
     (MLflow's default, ``./mlruns``); a server decides for itself (None)."""
@@ -310,13 +319,6 @@ class Tracker:
             metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()],
             tags=[RunTag(NOTE_TAG, note)],
             synchronous=True,
-        )
-
-    def runs_view_link(self, ui_url: str) -> str:
-        """The UI's address of this study's runs table, in the view sweep publishes."""
-        return (
-            f"{ui_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs"
-            f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
         )
 
     def registered_versions(self, name: str, run_id: str | None) -> list[str]:

@@ -1,0 +1,86 @@
+"""``sweep ui``: the MLflow UI on the sweep's store, with a link to each study's runs view.
+
+``mlflow server`` runs as a child in its own process group (it starts workers of its own);
+SIGINT, SIGTERM and SIGHUP sent to ``sweep ui`` stop that whole group, so no server is left
+behind when ``sweep ui`` is stopped or its terminal closes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from sweep.paths import sweep_home, tracking_uri
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_GRACE_SECONDS = 10
+
+
+def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, str]]:
+    """(study, link to its runs view) for every study experiment in the store."""
+    from mlflow import MlflowClient
+
+    from sweep.track.tracker import VIEW_TAG, runs_view_link
+
+    for experiment in MlflowClient(tracking_uri=uri).search_experiments():
+        if VIEW_TAG in experiment.tags:
+            yield experiment.name, runs_view_link(ui_url, experiment.experiment_id)
+
+
+def serve_ui(host: str, port: int, home: Path | None = None) -> int:
+    """Serve the UI until stopped; returns the server's exit code (0 when stopped by us)."""
+    home = home or sweep_home()
+    uri = tracking_uri(home)
+    if uri.startswith(("http://", "https://")):
+        print(f"MLflow is served at {uri}")
+        _print_links(uri, uri)
+        return 0
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    url = f"http://{host}:{port}"
+    print(f"MLflow UI at {url} (store {uri}); Ctrl-C stops it")
+    if (home / "mlflow.db").exists():
+        _print_links(uri, url)
+    server = subprocess.Popen(command, start_new_session=True)
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped.append(signum)
+        _stop_group(server)
+
+    previous = {s: signal.signal(s, stop) for s in _STOP_SIGNALS}
+    try:
+        code = server.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop_group(server)
+    return 0 if stopped else code
+
+
+def _print_links(uri: str, url: str) -> None:
+    for name, link in study_links(uri, url):
+        print(f"  study {name}: {link}")
+
+
+def _stop_group(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, _GRACE_SECONDS), (signal.SIGKILL, _GRACE_SECONDS)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:  # the group is gone
+            return
+        try:
+            server.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the server has exited; its workers may linger a moment
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            return
