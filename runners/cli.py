@@ -5,6 +5,7 @@ a pool) and ``sweep worker`` (join one from any host). :mod:`sweep.cli` register
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from sweep.cli.options import add_overrides, add_space, add_storage
@@ -71,6 +72,8 @@ def add_parsers(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if sys.stderr.isatty():  # the imports take seconds: say so (a pipe gets results only)
+        print(f"preparing: reading the space {args.space}", file=sys.stderr, flush=True)
     from runners import PoolOptions, parse_gpus
     from sweep.errors import SweepError
     from sweep.search.catalog import find_space
@@ -118,7 +121,10 @@ def _run(args: argparse.Namespace) -> int:
             f"with {b.params:,} parameters ({b.family})"
         )
     print("Pareto front: " + ", ".join(f"{r.params:,}->{r.val_acc:.4f}" for r in summary.front))
-    print(f"MLflow parent run {summary.parent_run_id}: see `sweep ui`")
+    print(
+        f"MLflow parent run {summary.parent_run_id}; browse the study with `sweep ui` "
+        "(it prints a link to this study's runs)"
+    )
     return 0
 
 

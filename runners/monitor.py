@@ -90,6 +90,13 @@ class PoolMonitor:
                 best.val_acc if best else None,
             )
         running = [
-            (t.number, len(t.intermediate_values)) for t in trials if t.state == TrialState.RUNNING
+            (
+                t.number,
+                len(t.intermediate_values),
+                t.user_attrs.get("family"),
+                t.user_attrs.get("params"),
+            )
+            for t in trials
+            if t.state == TrialState.RUNNING
         ]
         self.display.trials_running(running, self.epochs)

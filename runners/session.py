@@ -18,7 +18,7 @@ from sweep.search.best import register_best
 from sweep.search.objective import NoProgress, Objective, TrialContext
 from sweep.search.space import SearchSpace
 from sweep.search.study import SweepSession, SweepSummary, check_streaks, close_sweep, open_sweep
-from sweep.track.progress import SweepProgress
+from sweep.track.progress import SweepProgress, preparing
 
 
 def open_session(
@@ -34,7 +34,9 @@ def open_session(
     beating; :class:`~runners.recovery.StaleTrialRetry` then ends their runs and retries them.
     """
     stale = StaleTrialRetry()
-    session = open_sweep(space, trials, storage_url, home, max_retries, on_stale_trial=stale)
+    session = open_sweep(
+        space, trials, storage_url, home, max_retries, on_stale_trial=stale, say=preparing
+    )
     stale.bind(session.tracker, session.parent_id, max_retries)
     return session
 
@@ -50,6 +52,10 @@ def trial_loop(
         **loop_options: :class:`~runners.loop.TrialLoop` fields beyond the session's
             (``callbacks``, ``in_pool``, ``keep_going``).
     """
+    preparing(
+        "the teacher (and, in the first trial, the image and soft-label caches)",
+        display.console if display is not None else None,
+    )
     teacher, teacher_path = study_teacher(
         session.space, session.num_classes, session.home, display
     )

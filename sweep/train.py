@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from sweep.compress.stages import Stage
 
 EpochCallback = Callable[[int, dict[str, float]], bool | None]
+# Called as (epoch, batches done in it, batches an epoch) after every training batch.
+BatchCallback = Callable[[int, int, int], None]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -167,6 +169,7 @@ class _Run:
     kd: KDConfig | None
     distil: bool  # a distillation loss (a teacher, or cached teacher logits)
     total_steps: int
+    on_batch: BatchCallback | None = None
     optimizer: torch.optim.Optimizer = field(init=False)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = field(init=False)
     forward: nn.Module = field(init=False)
@@ -229,6 +232,7 @@ def train(
     device: torch.device | None = None,
     stages: Sequence[Stage] = (),
     distiller: Distiller | None = None,
+    on_batch_end: BatchCallback | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
@@ -251,6 +255,8 @@ def train(
             after a stage changes the model the optimizer follows it, and the best epoch is
             chosen among the epochs after the last change.
         distiller: makes each batch's loss (default Hinton's, :class:`Distiller`).
+        on_batch_end: called as ``on_batch_end(epoch, batches done, batches an epoch)`` after
+            every training batch (a progress display).
 
     Returns:
         The best validation accuracy, its epoch, the per-epoch metrics and best weights.
@@ -260,6 +266,7 @@ def train(
         FloatingPointError: the training loss became NaN or infinite (names epoch and batch).
     """
     run = _start(model, data, cfg, kd, teacher, device, distiller)
+    run.on_batch = on_batch_end
     history: list[dict[str, float]] = []
     best = _BestWeights(model)
     stopped_early = False
@@ -388,6 +395,8 @@ def _train_epoch(run: _Run, loader: Loader, epoch: int, temperature: float) -> d
             teacher_logits=teacher_logits,
         )
         values = _train_step(run, batch, f"epoch {epoch} batch {index}")
+        if run.on_batch is not None:
+            run.on_batch(epoch, index + 1, len(loader))
         n = labels.shape[0]
         seen += n
         for name, value in values.items():

@@ -10,6 +10,7 @@ line and exit code 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # MLflow probes for git otherwise.
     # One progress display is ours; MLflow's per-download bars would interleave with it.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow announces creating and migrating its store's tables at INFO; sweep says what it
+    # prepares itself, and those lines would only break into the live display.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from sweep.errors import SweepError
 
     try:

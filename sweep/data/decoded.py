@@ -121,14 +121,16 @@ def _decode_or_reason(path: Path, size: int) -> np.ndarray | str:
 
 
 def _progress_bar(enabled: bool) -> Progress:
+    console = Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
-        disable=not enabled,
+        # Off a terminal a bar draws nothing but a blank line when it stops.
+        disable=not (enabled and console.is_terminal),
     )
 
 

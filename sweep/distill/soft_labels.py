@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
+from rich.console import Console
 from rich.progress import Progress
 
 from sweep.config import DatasetConfig
@@ -149,7 +150,10 @@ def soft_labels(
         shape = (views, len(split.labels), max(num_classes, teacher_classes))
         tmp = path.with_name(f".{path.name}.tmp")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        with Progress(disable=not progress, transient=True) as bar:
+        console = Console(stderr=True)  # off a terminal: no bar (it would print a blank line)
+        with Progress(
+            console=console, disable=not (progress and console.is_terminal), transient=True
+        ) as bar:
             task = bar.add_task("teacher soft labels", total=views * len(split.labels))
             _compute(
                 teacher, split, cfg, seeds, device, batch_size, out, lambda n: bar.advance(task, n)

@@ -15,6 +15,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +44,9 @@ CONSTRAINT = "params_over_budget"
 class TrialProgress(Protocol):
     """What the objective tells a progress display."""
 
-    def trial_started(self, number: int, epochs: int) -> None: ...
+    def trial_started(self, number: int, epochs: int, family: str, params: int) -> None: ...
+
+    def batch_done(self, number: int, epoch: int, batch: int, batches: int) -> None: ...
 
     def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
 
@@ -51,7 +54,10 @@ class TrialProgress(Protocol):
 class NoProgress:
     """A progress display that shows nothing (workers, tests)."""
 
-    def trial_started(self, number: int, epochs: int) -> None:
+    def trial_started(self, number: int, epochs: int, family: str, params: int) -> None:
+        """Ignore."""
+
+    def batch_done(self, number: int, epoch: int, batch: int, batches: int) -> None:
         """Ignore."""
 
     def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
@@ -213,7 +219,9 @@ class Objective:
         distiller = make_distiller(cfg, model, teacher, ctx.num_classes)
         if getattr(data, "skipped", None):
             ctx.tracker.log_metrics(run_id, {"skipped_images": len(data.skipped)})
-        ctx.progress.trial_started(trial.number, cfg.train.epochs)
+        ctx.progress.trial_started(
+            trial.number, cfg.train.epochs, cfg.student.family, plan.final_params
+        )
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
             ctx.tracker.log_metrics(run_id, metrics, step=epoch)
@@ -234,6 +242,7 @@ class Objective:
             device=resolve_device(cfg.train.device),
             stages=make_stages(cfg, plan),
             distiller=distiller,
+            on_batch_end=partial(ctx.progress.batch_done, trial.number),
         )
         distiller.close()
         model = model.cpu()

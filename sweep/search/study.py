@@ -8,7 +8,7 @@ only over-budget models stops with a message instead of looping.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -183,6 +183,7 @@ def open_sweep(
     home: Path | None = None,
     max_retries: int = 1,
     on_stale_trial: StaleTrialCallback | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> SweepSession:
     """Check the input, then create or resume the study and its MLflow parent run.
 
@@ -194,16 +195,20 @@ def open_sweep(
         max_retries: how often a trial whose worker died is tried again.
         on_stale_trial: called by Optuna's heartbeat (database storages) for each trial it
             fails because its worker stopped beating.
+        say: told what is being prepared, step by step (a terminal's first lines).
 
     Returns:
         The open session.
     """
+    say = say or (lambda _: None)
     home = home or sweep_home()
     # Every check before the first write: bad input, an unreachable tracking server or
     # storage leave the disk as they found it.
+    say("checking the data, the teacher file and the budget")
     checked = preflight(space, home)
     check_reachable(tracking_uri(home))
     storage_url = storage_url or default_storage(home)
+    say(f"opening study {space.study_name} ({storage_url}) and MLflow ({tracking_uri(home)})")
     storage = open_storage(storage_url, on_stale_trial=on_stale_trial)
     tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
