@@ -105,35 +105,42 @@ def export_best(
     artifact = replace(
         artifact, config=cfg, state_dict=model.state_dict(), class_names=data.class_names
     )
-    title = (
-        f"{cfg.student.family} student of study {study_name}, trial {best.number}: "
-        f"{params:,} parameters (budget {cfg.budget.max_params:,}), val_acc {reloaded:.4f}."
-    )
-    files: dict[str, str | bytes] = {
-        STANDALONE: _standalone(model, artifact, title),
-        SUMMARY: torchsummary_table(model, image_size, cfg.budget.max_params),
-        "export.json": json.dumps(
-            {
-                "study": study_name,
-                "trial": best.number,
-                "run_id": best.run_id,
-                "family": cfg.student.family,
-                "params": params,
-                "max_params": cfg.budget.max_params,
-                "macs": count_macs(model, image_size),
-                "image_size": image_size,
-                "logged_val_acc": logged,
-                "reloaded_val_acc": reloaded,
-                **measured,
-            },
-            indent=2,
-        ),
+    report = {
+        "study": study_name,
+        "trial": best.number,
+        "run_id": best.run_id,
+        "family": cfg.student.family,
+        "params": params,
+        "max_params": cfg.budget.max_params,
+        "macs": count_macs(model, image_size),
+        "image_size": image_size,
+        "logged_val_acc": logged,
+        "reloaded_val_acc": reloaded,
+        **measured,
     }
+    files = _hand_in(model, artifact, report)
     if int8:
         files[INT8_PROGRAM] = program
     _write_folder(out, files, artifact)
     int8_acc = measured.get("int8_val_acc")
     return ExportResult(out, best.number, params, logged, reloaded, int8_acc)
+
+
+def _hand_in(
+    model: torch.nn.Module, artifact: StudentArtifact, report: dict[str, Any]
+) -> dict[str, str | bytes]:
+    """``student.py``, ``summary.txt`` and ``export.json`` (the checkpoint is saved apart)."""
+    cfg = artifact.config
+    title = (
+        f"{cfg.student.family} student of study {report['study']}, trial {report['trial']}: "
+        f"{report['params']:,} parameters (budget {cfg.budget.max_params:,}), "
+        f"val_acc {report['reloaded_val_acc']:.4f}."
+    )
+    return {
+        STANDALONE: _standalone(model, artifact, title),
+        SUMMARY: torchsummary_table(model, cfg.dataset.image_size, cfg.budget.max_params),
+        "export.json": json.dumps(report, indent=2),
+    }
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -374,3 +377,48 @@ def test_teacher_cache_writes_the_asked_views(swept: dict) -> None:
         refused.returncode == 2
         and refused.stderr.strip() == "sweep: error: --views: must be at least 1"
     )
+
+
+def test_dashboard_names_the_objective_and_shows_the_constraint_and_the_front(
+    swept: dict,
+) -> None:
+    """optuna-dashboard, as ``sweep dashboard`` serves it, read through its own API."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SWEEP_HOME": str(swept["home"])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}/api/studies"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base, timeout=2) as response:
+                    studies = json.loads(response.read())["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "the dashboard did not start in 60 s"
+                time.sleep(0.3)
+        study_id = next(s["study_id"] for s in studies if s["study_name"] == "e2e")
+        with urllib.request.urlopen(f"{base}/{study_id}", timeout=30) as response:
+            detail = json.loads(response.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert detail["objective_names"] == ["val_acc"]
+    trials = {t["number"]: t for t in detail["trials"]}
+    storage = JournalStorage(JournalFileBackend(str(swept["home"] / "optuna.journal")))
+    for trial in optuna.load_study(study_name="e2e", storage=storage).trials:
+        shown = trials[trial.number]
+        assert shown["constraints"] == [trial.constraints["params_over_budget"]]
+        assert {"key": "params", "value": str(trial.user_attrs["params"])} in shown["user_attrs"]
+    assert {"key": "params", "sortable": True} in detail["union_user_attrs"]  # a plot target
+    assert [a["filename"] for a in detail["artifacts"]][-1:] == ["pareto.png"]

@@ -1,4 +1,5 @@
-"""What a study found: ``sweep status``, ``sweep ui``, ``sweep export``, ``sweep predict``."""
+"""What a study found: ``sweep status``, ``sweep ui``, ``sweep dashboard``, ``sweep export``,
+``sweep predict``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,15 @@ def add_parsers(commands: Any) -> None:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     ui.set_defaults(handler=_ui)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="start optuna-dashboard on the sweep's storage (safe to write to during a run)",
+    )
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    add_storage(dashboard)
+    dashboard.set_defaults(handler=_dashboard)
 
     export = commands.add_parser(
         "export",
@@ -63,6 +73,16 @@ def _ui(args: argparse.Namespace) -> int:
     from sweep.track.ui import serve_ui
 
     return serve_ui(args.host, args.port)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from sweep.track.dashboard import serve_dashboard
+
+    try:
+        serve_dashboard(args.storage, args.host, args.port)
+    except KeyboardInterrupt:  # Ctrl-C is how it stops; no trial was running
+        pass
+    return 0
 
 
 def _export(args: argparse.Namespace) -> int:

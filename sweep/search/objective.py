@@ -158,6 +158,9 @@ class Objective:
         if report.macs is not None:
             trial.set_user_attr("macs", report.macs)
         trial.set_constraint(CONSTRAINT, float(report.excess))
+        # optuna-dashboard (0.21) shows only the list form Optuna wrote before 5.0; Optuna
+        # reads both (this one as constraint "0", with the same sign).
+        trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [report.excess])
 
         # Ctrl-C between the two would leave a run that its trial does not name: held back
         # until both are written.

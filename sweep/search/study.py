@@ -27,11 +27,19 @@ from sweep.paths import (
     sweep_home,
     tracking_uri,
 )
-from sweep.search.pareto import TrialRecord, best_trial, infeasible_streak, pareto_front, record
+from sweep.search.pareto import (
+    TrialRecord,
+    best_trial,
+    count_states,
+    infeasible_streak,
+    pareto_front,
+    record,
+)
 from sweep.search.preflight import preflight
 from sweep.search.samplers import make_pruner, make_sampler
 from sweep.search.space import SearchSpace, parse_space
 from sweep.search.storage import StaleTrialCallback, open_storage, study_names
+from sweep.track.dashboard import upload_front
 from sweep.track.plots import front_figure
 from sweep.track.summary import front_note, headline_metrics
 from sweep.track.tracker import FRONT_ATTR, Tracker, check_reachable
@@ -91,7 +99,7 @@ def open_study(
             known = ", ".join(study_names(storage)) or "none"
             raise SweepError(f"--study: no study named {study_name!r} (studies: {known})")
         return optuna.load_study(study_name=study_name, storage=storage)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=study_name,
         storage=storage,
         direction=space.direction,
@@ -99,6 +107,9 @@ def open_study(
         pruner=make_pruner(space),
         load_if_exists=True,
     )
+    if study.metric_names != [space.objective]:  # optuna-dashboard names the objective by it
+        study.set_metric_names([space.objective])
+    return study
 
 
 def _resumed(space: SearchSpace, storage: BaseStorage, study_name: str) -> SearchSpace:
@@ -156,9 +167,10 @@ def refresh_front(
         plt.close(figure)
     study.set_user_attr(FRONT_ATTR, now)
     best = best_trial(records, max_params, study.direction.name.lower())
-    note = front_note(study.study_name, records, best, front, max_params, tracker.experiment_id)
+    counts = count_states(records)
+    note = front_note(study.study_name, counts, best, front, max_params, tracker.experiment_id)
     finished = sum(1 for r in records if r.finished)
-    tracker.publish_summary(parent_id, headline_metrics(records, best), note, step=finished)
+    tracker.publish_summary(parent_id, headline_metrics(counts, best), note, step=finished)
     return records, front
 
 
@@ -250,10 +262,13 @@ def parent_running(session: SweepSession) -> Iterator[None]:
 
 
 def close_sweep(session: SweepSession) -> SweepSummary:
-    """Publish the final front and summarise."""
+    """Publish the final front (MLflow's parent run, an optuna-dashboard artifact) and
+    summarise."""
     space, study, tracker = session.space, session.study, session.tracker
     max_params = space.defaults.budget.max_params
     records, front = refresh_front(study, tracker, session.parent_id, max_params)
+    if front:  # for optuna-dashboard, which draws no accuracy-vs-parameters plot itself
+        upload_front(study, records, front, max_params, session.home)
     best = best_trial(records, max_params, space.direction)
     finished = sum(r.finished for r in records)
     return SweepSummary(space.study_name, finished, best, front, session.parent_id)

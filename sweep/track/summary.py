@@ -8,17 +8,19 @@ metrics, one point per refresh, so they chart the study's progress), and a descr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from sweep.search.pareto import TrialRecord, count_states
+if TYPE_CHECKING:  # at run time search imports this module, not the other way round
+    from sweep.search.pareto import TrialRecord
 
 # The state counts the parent logs, as ``trials_<state>``.
 COUNTED = ("complete", "early-stopped", "infeasible", "duplicate", "failed")
 
 
-def headline_metrics(records: Sequence[TrialRecord], best: TrialRecord | None) -> dict[str, float]:
-    """``best_val_acc`` and ``params`` of the best feasible trial, and ``trials_<state>``."""
-    counts = count_states(records)
+def headline_metrics(counts: Mapping[str, int], best: TrialRecord | None) -> dict[str, float]:
+    """``best_val_acc`` and ``params`` of the best feasible trial, and ``trials_<state>``
+    from ``counts`` (trials by state)."""
     metrics: dict[str, float] = {
         f"trials_{state.replace('-', '_')}": counts[state] for state in COUNTED
     }
@@ -35,14 +37,13 @@ def run_link(experiment_id: str, run_id: str) -> str:
 
 def front_note(
     study_name: str,
-    records: Sequence[TrialRecord],
+    counts: Mapping[str, int],
     best: TrialRecord | None,
     front: Sequence[TrialRecord],
     max_params: int,
     experiment_id: str,
 ) -> str:
     """The parent run's description: headline, trials by state, the front as a table."""
-    counts = count_states(records)
     states = " · ".join(f"{counts[s]} {s}" for s in COUNTED if counts[s] or s == "complete")
     if best is None or best.val_acc is None or best.params is None:
         found = f"no complete trial within {max_params:,} parameters yet"
