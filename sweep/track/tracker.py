@@ -67,7 +67,7 @@ RUN_STATUS = {
     "duplicate": "KILLED",
     "failed": "FAILED",
 }
-EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING, VIEW_TAG: json.dumps(RUNS_VIEW)}
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
 
 
 def runs_view_link(ui_url: str, experiment_id: str) -> str:
@@ -144,6 +144,8 @@ class Tracker:
             study: the Optuna study (its user attrs hold the parent id).
             description: settings logged as the parent's params (sampler, budget, ...).
         """
+        # A study's experiment opens, from `sweep ui`'s link, on its trials by accuracy.
+        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, json.dumps(RUNS_VIEW))
         run_id = self._existing_parent(study)
         if run_id is not None:
             return run_id
