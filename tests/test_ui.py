@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow import MlflowClient
 
@@ -91,6 +92,8 @@ def test_ui_prints_each_studys_link_and_stops_its_server(
     stop: signal.Signals, sweep_home: Path
 ) -> None:
     tracker = Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "linked")
+    tracker.ensure_parent(optuna.create_study(study_name="linked"), {})  # a study's experiment
+    Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "sweep-teachers")  # no study: no link
     port = _free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
@@ -124,4 +127,5 @@ def test_ui_prints_each_studys_link_and_stops_its_server(
         if ui.poll() is None:
             ui.kill()
     link = runs_view_link(base, tracker.experiment_id)
-    assert f"  study linked: {link}" in ui.stdout.read().splitlines()
+    links = [line for line in ui.stdout.read().splitlines() if line.startswith("  study ")]
+    assert links == [f"  study linked: {link}"]

@@ -94,8 +94,32 @@ def test_registering_leaves_the_processs_tracking_uri_alone(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reg", (tmp_path / "a").as_uri())
     run_id = tracker.start_run("trial", {}, {})
-    tracker.register_model(run_id, torch.nn.Linear(2, 2), "reg")
+    tracker.client.set_terminated(run_id)
+    ended = tracker.client.get_run(run_id).info
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+    version = tracker.register_model(
+        run_id, model, "reg", input_shape=(3, 2, 2), tags={"trial": "0"}, description="d"
+    )
     # Left set, the next study of this process would log into this one's store.
     assert "MLFLOW_TRACKING_URI" not in os.environ
     assert mlflow.get_tracking_uri() != tracker.tracking_uri
-    assert [str(v) for v in tracker.registered_versions("reg", run_id)] == ["1"]
+    assert [str(v) for v in tracker.registered_versions("reg", run_id)] == [version] == ["1"]
+    # The run is not reopened: its status and times are those it ended with.
+    after = tracker.client.get_run(run_id).info
+    assert (after.status, after.start_time, after.end_time) == (
+        ended.status,
+        ended.start_time,
+        ended.end_time,
+    )
+    assert "model" in {a.path for a in tracker.client.list_artifacts(run_id)}
+    registered = tracker.client.get_model_version("reg", version)
+    assert registered.tags == {"trial": "0"} and registered.description == "d"
+    # A second version of the same model (a later best) goes under the same name.
+    second = tracker.start_run("trial", {}, {})
+    assert (
+        tracker.register_model(
+            second, model, "reg", input_shape=(3, 2, 2), tags={}, description=""
+        )
+        == "2"
+    )
+    assert str(tracker.client.get_model_version_by_alias("reg", "best").version) == "2"
