@@ -2,7 +2,8 @@
 
 Workers print nothing to the terminal; the parent reads the study every poll and shows
 trials done/total, the best feasible accuracy, one line per trial as it ends, and the
-epochs of the trials in flight (their reported intermediate values). It also keeps the
+epochs of the trials in flight (their reported intermediate values, and between epochs the
+workers' progress files, :mod:`runners.trial_progress`). It also keeps the
 MLflow parent's front fresh: after a trial completes, at most every
 :data:`FRONT_REFRESH_SECONDS` (drawing and uploading the plot costs about a second of CPU,
 which K workers finishing trials would otherwise make K times as often), and at the end.
@@ -15,6 +16,7 @@ from types import TracebackType
 
 from optuna.trial import TrialState
 
+from runners.trial_progress import read_progress
 from sweep.search.pareto import best_trial, record
 from sweep.search.study import SweepSession, load_records, refresh_front, trial_line
 from sweep.track.progress import SweepProgress
@@ -89,10 +91,11 @@ class PoolMonitor:
                 self.finished,
                 best.val_acc if best else None,
             )
+        within = read_progress(s.home)  # between epochs, from the workers' progress files
         running = [
             (
                 t.number,
-                len(t.intermediate_values),
+                max(float(len(t.intermediate_values)), within.get(t.number, 0.0)),
                 t.user_attrs.get("family"),
                 t.user_attrs.get("params"),
             )

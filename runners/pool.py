@@ -40,6 +40,7 @@ from sweep.search.study import (
     SweepSummary,
     parent_running,
 )
+from sweep.track.progress import preparing
 
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 30.0
@@ -112,6 +113,7 @@ class _Pool:
                 self.members = [self._start(slot) for slot in self.slots]
                 # While the workers start up, train the teacher here (under its lock, so
                 # they wait for it and load it), with its epochs on the display.
+                preparing("the teacher, while the workers start", monitor.display.console)
                 study_teacher(s.space, s.num_classes, s.home, monitor.display)
                 while self.members:
                     self._watch()

@@ -15,7 +15,7 @@ from runners.recovery import StaleTrialRetry
 from sweep.distill.teacher_store import study_teacher
 from sweep.paths import study_lock_path
 from sweep.search.best import register_best
-from sweep.search.objective import NoProgress, Objective, TrialContext
+from sweep.search.objective import NoProgress, Objective, TrialContext, TrialProgress
 from sweep.search.space import SearchSpace
 from sweep.search.study import SweepSession, SweepSummary, check_streaks, close_sweep, open_sweep
 from sweep.track.progress import SweepProgress, preparing
@@ -42,13 +42,18 @@ def open_session(
 
 
 def trial_loop(
-    session: SweepSession, display: SweepProgress | None = None, **loop_options: Any
+    session: SweepSession,
+    display: SweepProgress | None = None,
+    progress: TrialProgress | None = None,
+    **loop_options: Any,
 ) -> TrialLoop:
     """The loop that runs the session's trials in this process.
 
     Args:
         session: the open study.
         display: where the teacher's and the trials' epochs are shown (None: nowhere).
+        progress: where the trials' batches and epochs go instead of ``display`` (a pool
+            worker's progress file).
         **loop_options: :class:`~runners.loop.TrialLoop` fields beyond the session's
             (``callbacks``, ``in_pool``, ``keep_going``).
     """
@@ -67,7 +72,7 @@ def trial_loop(
         num_classes=session.num_classes,
         teacher=teacher,
         teacher_path=teacher_path,
-        progress=display if display is not None else NoProgress(),
+        progress=progress or display or NoProgress(),
     )
     space = session.space
     return TrialLoop(

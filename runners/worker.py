@@ -24,6 +24,7 @@ from runners.held import this_host
 from runners.recovery import StaleTrialRetry
 from runners.session import trial_loop
 from runners.slots import THREADS_ENV
+from runners.trial_progress import EpochProgressFile
 from sweep.errors import SweepError
 from sweep.paths import artifact_location, default_storage, sweep_home, tracking_uri
 from sweep.search.preflight import preflight
@@ -92,12 +93,19 @@ def _work(
         torch.set_num_threads(int(threads))
     session = _join(study_name, storage_url or default_storage(home), home, overrides, data_dir)
     pool_parent = os.environ.get(POOL_PARENT_ENV)
+    # In a pool, the parent's display reads how far this worker's trial has trained.
+    progress = EpochProgressFile(home) if pool_parent is not None else None
     loop = trial_loop(
         session,
+        progress=progress,
         in_pool=pool_parent is not None,
         keep_going=lambda: pool_parent is None or os.getppid() == int(pool_parent),
     )
-    ran = loop.run()
+    try:
+        ran = loop.run()
+    finally:
+        if progress is not None:
+            progress.close()
     finished, _ = loop.gate.counts()
     if pool_parent is None:  # a pool's parent keeps the front; alone, keep it here
         max_params = session.space.defaults.budget.max_params

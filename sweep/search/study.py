@@ -8,6 +8,7 @@ only over-budget models stops with a message instead of looping.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -108,7 +109,9 @@ def open_study(
         load_if_exists=True,
     )
     if study.metric_names != [space.objective]:  # optuna-dashboard names the objective by it
-        study.set_metric_names([space.objective])
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, and still there
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([space.objective])
     return study
 
 

@@ -139,13 +139,14 @@ class SweepProgress:
         self._progress.update(self._trial, completed=epoch + 1, note=note)
 
     def trials_running(
-        self, running: Sequence[tuple[int, int, str | None, int | None]], epochs: int
+        self, running: Sequence[tuple[int, float, str | None, int | None]], epochs: int
     ) -> None:
         """Show a pool's trials in flight: one bar over all their epochs.
 
         Args:
             running: ``(trial number, epochs done, family, parameters)`` of each running
-                trial (family and parameters None until the trial has checked its budget).
+                trial; epochs done may be a fraction (between epochs), family and
+                parameters are None until the trial has checked its budget.
             epochs: epochs a trial trains for.
         """
         if not running:
@@ -159,7 +160,8 @@ class SweepProgress:
             visible=True,
             description=f"{len(running)} running",
             note="  ".join(
-                f"#{number} {family or '?'} {f'{params:,}' if params else '?'} {d}/{epochs}"
+                f"#{number} {family or '?'} {f'{params:,}' if params else '?'} "
+                f"{round(d, 1):g}/{epochs}"
                 for number, d, family, params in running
             ),
         )
