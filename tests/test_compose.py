@@ -266,8 +266,10 @@ def test_dockerfile_is_slim_pinned_and_unprivileged() -> None:
     assert re.search(r"pip install torch==2\.14\.1 torchvision==0\.29\.1\b", text)
     users = [rest.strip() for word, rest in instructions if word == "USER"]
     assert users and users[-1] not in ("root", "0"), "the image must end as a non-root user"
-    copied = {rest.split()[0] for word, rest in instructions if word == "COPY"}
-    assert {"sweep", "runners"} <= copied
+    copied = [src for word, rest in instructions if word == "COPY" for src in rest.split()[:-1]]
+    assert {"sweep", "runners"} <= set(copied)
+    missing = [src for src in copied if not (REPO / src).exists()]
+    assert not missing, f"COPY sources missing from the build context: {missing}"
     assert not any(
         word in ("ARG", "ENV") and re.search(r"PASSWORD|SECRET", rest)
         for word, rest in instructions
