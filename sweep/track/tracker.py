@@ -144,8 +144,7 @@ class Tracker:
             study: the Optuna study (its user attrs hold the parent id).
             description: settings logged as the parent's params (sampler, budget, ...).
         """
-        # A study's experiment opens, from `sweep ui`'s link, on its trials by accuracy.
-        self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, json.dumps(RUNS_VIEW))
+        self._publish_runs_view()
         run_id = self._existing_parent(study)
         if run_id is not None:
             return run_id
@@ -161,6 +160,23 @@ class Tracker:
         if winner != mine:
             self.client.delete_run(mine)
         return winner
+
+    def _publish_runs_view(self) -> None:
+        """Keep the study's runs view on its experiment (opened by `sweep ui`'s link).
+
+        Written only when missing or different, under the store's lock: MLflow inserts an
+        experiment tag after looking for it, so two processes writing it at once collide.
+        """
+        view = json.dumps(RUNS_VIEW)
+        with _store_lock(self.tracking_uri):
+            if self.client.get_experiment(self.experiment_id).tags.get(VIEW_TAG) == view:
+                return
+            try:
+                self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, view)
+            except mlflow.exceptions.MlflowException:
+                # Another host wrote it at the same moment (a tracking server, no shared lock).
+                if self.client.get_experiment(self.experiment_id).tags.get(VIEW_TAG) != view:
+                    raise
 
     def parent_of(self, study: Any) -> str:
         """The parent run of a study that ``sweep run`` started (workers only read it).
