@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -42,6 +44,26 @@ def write_space(folder: Path, study: str, data: Path, epochs: int) -> Path:
     path = folder / f"{study}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(server: subprocess.Popen[str], url: str, seconds: float) -> None:
+    """Poll ``url`` until it answers; fail with the server's output if it exits or is late."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            assert time.monotonic() < deadline, f"{url} did not answer in {seconds} s"
+            time.sleep(0.3)
 
 
 def cli_env(home: Path) -> dict[str, str]:

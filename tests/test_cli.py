@@ -10,10 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from cli_runs import cli_env, free_port, wait_until_serving
 from mlflow import MlflowClient
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -383,30 +382,19 @@ def test_dashboard_names_the_objective_and_shows_the_constraint_and_the_front(
     swept: dict,
 ) -> None:
     """optuna-dashboard, as ``sweep dashboard`` serves it, read through its own API."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "SWEEP_HOME": str(swept["home"])}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "dashboard", "--port", str(port)],
-        env=env,
+        env=cli_env(swept["home"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}/api/studies"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base, timeout=2) as response:
-                    studies = json.loads(response.read())["study_summaries"]
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the dashboard did not start in 60 s"
-                time.sleep(0.3)
+        wait_until_serving(server, base, 60)
+        with urllib.request.urlopen(base, timeout=30) as response:
+            studies = json.loads(response.read())["study_summaries"]
         study_id = next(s["study_id"] for s in studies if s["study_name"] == "e2e")
         with urllib.request.urlopen(f"{base}/{study_id}", timeout=30) as response:
             detail = json.loads(response.read())

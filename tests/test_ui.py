@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from cli_runs import free_port, wait_until_serving
 from mlflow import MlflowClient
 
 from sweep.track.tracker import Tracker, runs_view_link
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, body: dict | None = None) -> dict:
@@ -43,7 +37,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path: Path, sweep_home: Path) -> No
     note.write_text("student: {family: dsconv}\n")
     client.log_artifact(run.info.run_id, str(note))
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
         env={**os.environ, "SWEEP_HOME": str(sweep_home)},
@@ -54,15 +48,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path: Path, sweep_home: Path) -> No
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the UI did not start in 120 s"
-                time.sleep(0.5)
+        wait_until_serving(server, f"{base}/health", 120)
         found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})
         assert "ui-study" in [e["name"] for e in found["experiments"]]
         listed = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run.info.run_id}")
@@ -94,7 +80,7 @@ def test_ui_prints_each_studys_link_and_stops_its_server(
     tracker = Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "linked")
     tracker.ensure_parent(optuna.create_study(study_name="linked"), {})  # a study's experiment
     Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "sweep-teachers")  # no study: no link
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
         env={**os.environ, "SWEEP_HOME": str(sweep_home)},
@@ -104,15 +90,7 @@ def test_ui_prints_each_studys_link_and_stops_its_server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                assert ui.poll() is None, ui.stdout.read()
-                assert time.monotonic() < deadline, "the UI did not start in 120 s"
-                time.sleep(0.5)
+        wait_until_serving(ui, f"{base}/health", 120)
         server = _server_group(ui.pid)
         assert server != os.getpgid(ui.pid)  # its own group: a terminal's Ctrl-C is forwarded
         ui.send_signal(stop)

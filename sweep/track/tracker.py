@@ -79,13 +79,18 @@ def runs_view_link(ui_url: str, experiment_id: str) -> str:
     )
 
 
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of an embedded SQLite store; None for a tracking server."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///"))
+
+
 def _beside_store(tracking_uri: str) -> str | None:
     """An SQLite store's artifacts go beside its file, never into the current folder
     (MLflow's default, ``./mlruns``); a server decides for itself (None)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    database = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
-    return (database.parent / "mlartifacts").as_uri()
+    database = sqlite_file(tracking_uri)
+    return None if database is None else (database.resolve().parent / "mlartifacts").as_uri()
 
 
 class Tracker:
@@ -385,18 +390,20 @@ class Tracker:
         level = pytorch_log.level
         pytorch_log.setLevel(logging.ERROR)
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.pytorch.save_model(
-                model,
-                Path(tmp) / "model",
-                signature=signature,
-                # Inferring requirements imports and inspects the environment: slow and
-                # unneeded, since the model rebuilds from the sweep package.
-                pip_requirements=["torch", "torchvision", "sweep"],
-                # A pickled module needs only the sweep package to load ("pt2" would need
-                # an example input and a traced graph).
-                serialization_format="pickle",
-            )
-            pytorch_log.setLevel(level)
+            try:
+                mlflow.pytorch.save_model(
+                    model,
+                    Path(tmp) / "model",
+                    signature=signature,
+                    # Inferring requirements imports and inspects the environment: slow and
+                    # unneeded, since the model rebuilds from the sweep package.
+                    pip_requirements=["torch", "torchvision", "sweep"],
+                    # A pickled module needs only the sweep package to load ("pt2" would
+                    # need an example input and a traced graph).
+                    serialization_format="pickle",
+                )
+            finally:
+                pytorch_log.setLevel(level)
             self.client.log_artifacts(run_id, str(Path(tmp) / "model"), "model")
         try:
             self.client.create_registered_model(
@@ -421,9 +428,9 @@ class Tracker:
 
 def _store_lock(tracking_uri: str) -> contextlib.AbstractContextManager[object]:
     """A file lock next to an embedded SQLite store; nothing for a tracking server."""
-    if not tracking_uri.startswith("sqlite:///"):
+    database = sqlite_file(tracking_uri)
+    if database is None:
         return contextlib.nullcontext()
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(database) + ".lock")
 

@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from mlflow import MlflowClient
+
 from sweep.paths import sweep_home, tracking_uri
+from sweep.track.tracker import VIEW_TAG, runs_view_link, sqlite_file
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _GRACE_SECONDS = 10
@@ -24,10 +27,6 @@ _GRACE_SECONDS = 10
 
 def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, str]]:
     """(study, link to its runs view) for every study experiment in the store."""
-    from mlflow import MlflowClient
-
-    from sweep.track.tracker import VIEW_TAG, runs_view_link
-
     for experiment in MlflowClient(tracking_uri=uri).search_experiments():
         if VIEW_TAG in experiment.tags:
             yield experiment.name, runs_view_link(ui_url, experiment.experiment_id)
@@ -45,7 +44,8 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
     command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     url = f"http://{host}:{port}"
     print(f"MLflow UI at {url} (store {uri}); Ctrl-C stops it")
-    if (home / "mlflow.db").exists():
+    database = sqlite_file(uri)
+    if database is None or database.exists():  # a file not written yet holds no study
         _print_links(uri, url)
     server = subprocess.Popen(command, start_new_session=True)
     stopped: list[int] = []
