@@ -23,27 +23,34 @@ def add_parsers(commands: Any) -> None:
     )
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
     add_storage(run)
-    pool = run.add_argument_group("many workers (each a process; default: one, in this one)")
-    pool.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="worker processes, spread over the GPUs, else splitting the CPU cores (default 1)",
-    )
-    pool.add_argument(
-        "--gpus", metavar="all|0,1", help="GPUs to use, --workers-per-gpu processes on each"
-    )
-    pool.add_argument(
-        "--workers-per-gpu", type=int, default=1, metavar="K", help="with --gpus (default 1)"
-    )
-    pool.add_argument(
-        "--max-retries",
-        type=int,
-        default=1,
-        metavar="N",
-        help="times a trial whose worker died is run again (default 1)",
-    )
+    _add_pool(run)
     run.set_defaults(handler=_run)
+
+    finalize = commands.add_parser(
+        "finalize",
+        help="train a study's best architectures again at the final fidelity, several seeds "
+        "each (resumable; then status and export use them)",
+    )
+    finalize.add_argument("--study", required=True)
+    finalize.add_argument(
+        "--top",
+        type=int,
+        metavar="K",
+        help="the K most accurate feasible trials (default: the Pareto front's members)",
+    )
+    finalize.add_argument(
+        "--seeds",
+        type=int,
+        metavar="S",
+        help="seeds per architecture (default: the space's fidelity.final.seeds, else 3)",
+    )
+    finalize.add_argument("--no-progress", action="store_true", help="no live progress display")
+    add_storage(finalize)
+    add_overrides(
+        finalize, "override a setting of the study's space, e.g. fidelity.final.epochs=150"
+    )
+    _add_pool(finalize)
+    finalize.set_defaults(handler=_finalize)
 
     worker = commands.add_parser(
         "worker",
@@ -71,16 +78,35 @@ def add_parsers(commands: Any) -> None:
     doctor.set_defaults(handler=_doctor)
 
 
-def _run(args: argparse.Namespace) -> int:
-    if sys.stderr.isatty():  # the imports take seconds: say so (a pipe gets results only)
-        print(f"preparing: reading the space {args.space}", file=sys.stderr, flush=True)
+def _add_pool(parser: argparse.ArgumentParser) -> None:
+    """Where trials run: ``--workers``, ``--gpus``, ``--workers-per-gpu``, ``--max-retries``."""
+    pool = parser.add_argument_group("many workers (each a process; default: one, in this one)")
+    pool.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes, spread over the GPUs, else splitting the CPU cores (default 1)",
+    )
+    pool.add_argument(
+        "--gpus", metavar="all|0,1", help="GPUs to use, --workers-per-gpu processes on each"
+    )
+    pool.add_argument(
+        "--workers-per-gpu", type=int, default=1, metavar="K", help="with --gpus (default 1)"
+    )
+    pool.add_argument(
+        "--max-retries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="times a trial whose worker died is run again (default 1)",
+    )
+
+
+def _pool_options(args: argparse.Namespace) -> Any:
+    """The checked pool options (:class:`runners.PoolOptions`)."""
     from runners import PoolOptions, parse_gpus
     from sweep.errors import SweepError
-    from sweep.search.catalog import find_space
-    from sweep.search.space import load_space
 
-    if args.trials < 1:
-        raise SweepError("--trials: must be at least 1")
     for flag, value in (("--workers", args.workers), ("--workers-per-gpu", args.workers_per_gpu)):
         if value is not None and value < 1:
             raise SweepError(f"{flag}: must be at least 1")
@@ -88,12 +114,24 @@ def _run(args: argparse.Namespace) -> int:
         raise SweepError("--max-retries: must be 0 or more")
     if args.workers is not None and args.gpus is not None:
         raise SweepError("--workers: give either --workers N or --gpus with --workers-per-gpu")
-    options = PoolOptions(
+    return PoolOptions(
         workers=args.workers or 1,
         gpus=parse_gpus(args.gpus) if args.gpus is not None else None,
         workers_per_gpu=args.workers_per_gpu,
         max_retries=args.max_retries,
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if sys.stderr.isatty():  # the imports take seconds: say so (a pipe gets results only)
+        print(f"preparing: reading the space {args.space}", file=sys.stderr, flush=True)
+    from sweep.errors import SweepError
+    from sweep.search.catalog import find_space
+    from sweep.search.space import load_space
+
+    if args.trials < 1:
+        raise SweepError("--trials: must be at least 1")
+    options = _pool_options(args)
     space = load_space(args.space, args.overrides, args.data_dir)
     found = find_space(args.space)
     print(f"space: {found.path}" + (" (bundled with sweep)" if found.bundled else ""))
@@ -124,6 +162,44 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"MLflow parent run {summary.parent_run_id}; browse the study with `sweep ui` "
         "(it prints a link to this study's runs)"
+    )
+    return 0
+
+
+def _finalize(args: argparse.Namespace) -> int:
+    if sys.stderr.isatty():
+        print(f"preparing: reading study {args.study}", file=sys.stderr, flush=True)
+    from runners.finalize import run_finalize
+    from sweep.errors import SweepError
+
+    for flag, value in (("--top", args.top), ("--seeds", args.seeds)):
+        if value is not None and value < 1:
+            raise SweepError(f"{flag}: must be at least 1")
+    summary = run_finalize(
+        args.study,
+        args.top,
+        args.seeds,
+        _pool_options(args),
+        args.storage,
+        overrides=args.overrides,
+        data_dir=args.data_dir,
+        show_progress=not args.no_progress,
+    )
+    plan = summary.plan
+    print(
+        f"study {summary.study_name}: {len(plan.chosen)} architectures x {plan.seeds} seeds "
+        f"at {plan.fidelity}"
+    )
+    for f in summary.results:
+        spread = f" +- {f.std:.4f}" if f.std is not None else ""
+        print(
+            f"trial {f.source.number}: proxy {f.source.val_acc:.4f} -> final "
+            f"{f.mean:.4f}{spread} ({len(f.runs)}/{f.wanted} seeds), {f.params:,} parameters "
+            f"({f.source.family})"
+        )
+    print(
+        f"MLflow parent run {summary.parent_run_id} (runs tagged stage=final); "
+        f"`sweep export --study {args.study}` now takes the finalized model"
     )
     return 0
 

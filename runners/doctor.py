@@ -25,6 +25,8 @@ from optuna.trial import TrialState
 from runners.held import all_held, holder_alive
 from runners.recovery import fail_orphans, reap_dead_workers
 from sweep.paths import default_storage, study_lock_path, sweep_home, tracking_uri
+from sweep.search.final import STAGE_ATTR
+from sweep.search.space import experiment_of
 from sweep.search.storage import open_storage
 from sweep.search.study import MAX_RETRIES_ATTR, open_study
 from sweep.track.tracker import Tracker
@@ -57,7 +59,9 @@ def check_study(
     home = home or sweep_home()
     storage = open_storage(storage_url or default_storage(home))  # sets a torn tail aside
     study = open_study(study_name, storage)
-    tracker = Tracker(tracking_uri(home), study_name)
+    # A final study's runs live in its search study's experiment, under the same parent.
+    stage = study.user_attrs.get(STAGE_ATTR, "search")
+    tracker = Tracker(tracking_uri(home), experiment_of(study_name), stage=stage)
     parent_id = tracker.parent_of(study)
     held = all_held(home, study_name)
     live = {h.trial_id for h in held if holder_alive(h)}

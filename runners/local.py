@@ -6,7 +6,7 @@ from pathlib import Path
 
 import optuna
 
-from runners.session import close_session, open_session, trial_loop
+from runners.session import close_session, open_session, refresh, trial_loop
 from sweep.search.pareto import best_trial, record
 from sweep.search.space import SearchSpace
 from sweep.search.study import (
@@ -14,7 +14,6 @@ from sweep.search.study import (
     SweepSummary,
     load_records,
     parent_running,
-    refresh_front,
     trial_line,
 )
 from sweep.track.progress import SweepProgress
@@ -44,13 +43,14 @@ def run_sweep(
     """
     session = open_session(space, trials, storage_url, home, max_retries)
     with parent_running(session):
-        _run_trials(session, show_progress)
+        run_trials(session, show_progress)
     return close_session(session)
 
 
-def _run_trials(session: SweepSession, show_progress: bool) -> None:
-    """Run trials in this process until the study holds ``session.trials`` finished ones."""
-    space, tracker, parent_id = session.space, session.tracker, session.parent_id
+def run_trials(session: SweepSession, show_progress: bool) -> None:
+    """Run trials in this process until the study holds ``session.trials`` finished ones
+    (a search's, or a final study's queued trainings)."""
+    space = session.space
     max_params = space.defaults.budget.max_params
     records = load_records(session.study)
     best = best_trial(records, max_params, space.direction)
@@ -63,7 +63,7 @@ def _run_trials(session: SweepSession, show_progress: bool) -> None:
     )
 
     def on_trial_end(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        records, _ = refresh_front(study, tracker, parent_id, max_params)
+        records = refresh(session)
         best = best_trial(records, max_params, space.direction)
         finished = record(trial)
         display.trial_finished(

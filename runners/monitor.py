@@ -16,9 +16,10 @@ from types import TracebackType
 
 from optuna.trial import TrialState
 
+from runners.session import refresh
 from runners.trial_progress import read_progress
 from sweep.search.pareto import best_trial, record
-from sweep.search.study import SweepSession, load_records, refresh_front, trial_line
+from sweep.search.study import SweepSession, load_records, trial_line
 from sweep.track.progress import SweepProgress
 
 FRONT_REFRESH_SECONDS = 30.0
@@ -78,7 +79,7 @@ class PoolMonitor:
         records = [record(t) for t in trials]
         self.front_stale |= any(t.state == TrialState.COMPLETE for t in ended)
         if self.front_stale and time.monotonic() - self.front_refreshed >= FRONT_REFRESH_SECONDS:
-            records, _ = refresh_front(s.study, s.tracker, s.parent_id, self.max_params)
+            records = refresh(s)
             self.front_stale, self.front_refreshed = False, time.monotonic()
         best = best_trial(records, self.max_params, s.space.direction)
         self.finished = sum(r.finished for r in records)

@@ -80,9 +80,17 @@ def run_pool(
 
     slots = plan_slots(options, torch.cuda.device_count(), usable_cpus())
     session = open_session(space, trials, storage_url, home, options.max_retries)
-    with stop_on_sigterm(), parent_running(session):
-        _Pool(session, slots, options.max_retries, show_progress).run()
+    run_pooled(session, slots, options.max_retries, show_progress)
     return close_session(session)
+
+
+def run_pooled(
+    session: SweepSession, slots: list[Slot], max_retries: int, show_progress: bool
+) -> None:
+    """Run an open study's trials in worker processes, one per slot, until it holds its
+    target (a search's trials, or a final study's queued trainings)."""
+    with stop_on_sigterm(), parent_running(session):
+        _Pool(session, slots, max_retries, show_progress).run()
 
 
 class _Pool:

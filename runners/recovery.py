@@ -24,6 +24,7 @@ from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTria
 from optuna.trial import FrozenTrial, TrialState
 
 from runners.held import HeldTrial, all_held, clear_held, holder_alive
+from sweep.search.final import QUEUED_ATTRS
 from sweep.track.tracker import Tracker
 
 
@@ -54,7 +55,9 @@ def retry_trial(study: optuna.Study, failed: FrozenTrial, max_retries: int) -> b
     if len(history) > max_retries:
         return False
     lineage = copy.copy(failed)
-    lineage.user_attrs = {"retry_of": history[0]}
+    # A final study's queued training keeps what it trains (source trial and seed).
+    queued = {k: failed.user_attrs[k] for k in QUEUED_ATTRS if k in failed.user_attrs}
+    lineage.user_attrs = {"retry_of": history[0], **queued}
     lineage.system_attrs = {  # copies: the callback appends to retry_history in place
         k: copy.deepcopy(v)
         for k, v in failed.system_attrs.items()

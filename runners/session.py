@@ -10,14 +10,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from runners.gate import StopCheck
 from runners.loop import TrialLoop
 from runners.recovery import StaleTrialRetry
 from sweep.distill.teacher_store import study_teacher
 from sweep.paths import study_lock_path
-from sweep.search.best import register_best
-from sweep.search.objective import NoProgress, Objective, TrialContext, TrialProgress
-from sweep.search.space import SearchSpace
-from sweep.search.study import SweepSession, SweepSummary, check_streaks, close_sweep, open_sweep
+from sweep.search.best import register_best, register_final
+from sweep.search.final import FinalResult, FinalTrials, export_choice, refill
+from sweep.search.finalize import publish_final
+from sweep.search.objective import (
+    NoProgress,
+    Objective,
+    Proposals,
+    TrialContext,
+    TrialProgress,
+    TrialSource,
+)
+from sweep.search.pareto import TrialRecord
+from sweep.search.space import SearchSpace, experiment_of
+from sweep.search.study import (
+    SweepSession,
+    SweepSummary,
+    check_streaks,
+    close_sweep,
+    load_records,
+    open_sweep,
+    refresh_front,
+)
 from sweep.track.progress import SweepProgress, preparing
 
 
@@ -74,7 +95,7 @@ def trial_loop(
         teacher_path=teacher_path,
         progress=progress or display or NoProgress(),
     )
-    space = session.space
+    source, stop_check = _trials_of(session)
     return TrialLoop(
         study=session.study,
         storage=session.storage,
@@ -83,10 +104,39 @@ def trial_loop(
         home=session.home,
         target=session.trials,
         max_retries=session.max_retries,
-        objective=Objective(context),
-        stop_check=lambda records: check_streaks(records, space),
+        objective=Objective(context, source),
+        stop_check=stop_check,
         **loop_options,
     )
+
+
+def _trials_of(session: SweepSession) -> tuple[TrialSource, StopCheck]:
+    """Where the session's trials come from, and when its loop must stop early.
+
+    A search samples; a final study trains its queue, which is refilled (under the gate's
+    lock) when a training was lost without a retry.
+    """
+    space = session.space
+    if space.stage != "final":
+        return Proposals(space), lambda records: check_streaks(records, space)
+    search = optuna.load_study(study_name=experiment_of(space.study_name), storage=session.storage)
+
+    def stop_check(records: list[TrialRecord]) -> None:
+        check_streaks(records, space)
+        refill(session.study, session.max_retries)
+
+    return FinalTrials(space, search), stop_check
+
+
+def refresh(session: SweepSession) -> list[TrialRecord]:
+    """Publish where the session's study stands on the MLflow parent run (a search's front,
+    or a final study's results); returns its trials."""
+    if session.space.stage == "final":
+        publish_final(session)
+        return load_records(session.study)
+    max_params = session.space.defaults.budget.max_params
+    records, _ = refresh_front(session.study, session.tracker, session.parent_id, max_params)
+    return records
 
 
 def close_session(session: SweepSession) -> SweepSummary:
@@ -96,3 +146,13 @@ def close_session(session: SweepSession) -> SweepSummary:
         lock = study_lock_path(session.home, session.space.study_name)
         register_best(session.study, session.tracker, summary.best, lock)
     return summary
+
+
+def close_final(session: SweepSession) -> list[FinalResult]:
+    """Publish a final study's results and register its best finalized model (the best
+    mean's best seed); returns the results, best mean first."""
+    results = publish_final(session)
+    if results:
+        lock = study_lock_path(session.home, session.space.study_name)
+        register_final(session.study, session.tracker, *export_choice(results), lock)
+    return results

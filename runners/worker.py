@@ -8,7 +8,6 @@ differ per host (where the data lives) can be overridden with ``--set``/``--data
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import zlib
@@ -22,13 +21,15 @@ import torch
 
 from runners.held import this_host
 from runners.recovery import StaleTrialRetry
-from runners.session import trial_loop
+from runners.session import refresh, trial_loop
 from runners.slots import THREADS_ENV
 from runners.trial_progress import EpochProgressFile
 from sweep.errors import SweepError
 from sweep.paths import artifact_location, default_storage, sweep_home, tracking_uri
+from sweep.search.final import STAGE_ATTR
+from sweep.search.finalize import stored_space
 from sweep.search.preflight import preflight
-from sweep.search.space import SearchSpace, apply_override, parse_space
+from sweep.search.space import SearchSpace
 from sweep.search.storage import open_storage
 from sweep.search.study import (
     MAX_RETRIES_ATTR,
@@ -36,7 +37,6 @@ from sweep.search.study import (
     TARGET_ATTR,
     SweepSession,
     open_study,
-    refresh_front,
 )
 from sweep.track.tracker import Tracker
 
@@ -108,8 +108,7 @@ def _work(
             progress.close()
     finished, _ = loop.gate.counts()
     if pool_parent is None:  # a pool's parent keeps the front; alone, keep it here
-        max_params = session.space.defaults.budget.max_params
-        refresh_front(session.study, session.tracker, session.parent_id, max_params)
+        refresh(session)
     return WorkerSummary(study_name, ran, finished, session.trials)
 
 
@@ -126,8 +125,12 @@ def _join(
     storage = open_storage(storage_url, on_stale_trial=stale)
     study = open_study(study_name, storage)
     space, target, max_retries = study_settings(study, overrides, data_dir)
+    if study.user_attrs.get(STAGE_ATTR) == "final":  # `sweep finalize`'s queued trainings
+        space = space.final()
     checked = preflight(space, home)
-    tracker = Tracker(tracking_uri(home), study_name, artifact_location(home))
+    tracker = Tracker(
+        tracking_uri(home), space.experiment_name, artifact_location(home), stage=space.stage
+    )
     parent_id = tracker.parent_of(study)
     stale.bind(tracker, parent_id, max_retries)
     study = open_study(study_name, storage, _own_seed(space), checked.num_classes)
@@ -159,12 +162,7 @@ def study_settings(
             f"--study: {study.study_name}: has no search space or target trial count; "
             f"start it with `sweep run --space FILE --trials N` first"
         )
-    document = copy.deepcopy(attrs[SPACE_ATTR])
-    for override in overrides:
-        apply_override(document, override, "--set")
-    if data_dir is not None:
-        apply_override(document, f"dataset.root={data_dir}", "--data-dir")
-    space = parse_space(document, f"study {study.study_name}", default_name=study.study_name)
+    space = stored_space(study, overrides, data_dir)
     return space, int(attrs[TARGET_ATTR]), int(attrs.get(MAX_RETRIES_ATTR, 1))
 
 

@@ -136,6 +136,9 @@ class DatasetConfig:
     hflip: bool = True
     color_jitter: NonNegativeFloat = 0.0
     cache: bool = True
+    # A seeded, class-stratified share of the training images (a cheap search trial's
+    # proxy; see ``fidelity:`` in a space). Validation is always whole.
+    train_fraction: Annotated[float, Bound(gt=0.0, le=1.0)] = 1.0
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,18 @@ def _coerce(section: str, name: str, value: Any, source: str, key: str) -> Any:
         if problem:
             raise ConfigError(source, key, problem)
     return float(value) if kind is float else value
+
+
+def check_setting(key: str, value: Any, source: str, shown: str) -> Any:
+    """Check one setting's value against its field's type and range (``shown`` in messages).
+
+    Raises:
+        ConfigError: naming ``shown``.
+    """
+    section, _, name = canonical_key(key, source).partition(".")
+    if section == "student":
+        raise ConfigError(source, shown, "names a student option, not a setting")
+    return _coerce(section, name, value, source, shown)
 
 
 def resolve_options(

@@ -1,5 +1,9 @@
 """Export the best feasible student, prove it reloads, and write predictions.
 
+Which student: the finalized one once ``sweep finalize`` has completed a training (the best
+mean over seeds, its best seed: :func:`sweep.search.final.export_choice`), else the search's
+best feasible trial; ``export.json`` and the command say which, and why.
+
 The checkpoint and the trial's ``config.yaml`` come from the trial's MLflow run; the model
 is rebuilt from the config, loaded with ``weights_only=True``, counted against the budget
 and re-evaluated on the validation split. A reloaded accuracy that differs from the logged
@@ -30,7 +34,7 @@ from sweep.models.artifact import EXPORT_CONFIG, EXPORT_WEIGHTS, StudentArtifact
 from sweep.models.budget import count_macs, count_params, torchsummary_table
 from sweep.models.standalone import load_module_state, standalone_source
 from sweep.paths import sweep_home
-from sweep.search.best import find_best, load_trial_model
+from sweep.search.best import choose_model, load_trial_model
 from sweep.train import evaluate, resolve_device
 from sweep.trial_data import trial_data
 
@@ -49,6 +53,8 @@ class ExportResult:
     logged_val_acc: float
     reloaded_val_acc: float
     int8_val_acc: float | None = None  # with ``int8``: the quantized program's accuracy
+    stage: str = "search"  # "final" when the model is a finalized one
+    reason: str = ""  # which model was taken, and why
 
 
 def export_best(
@@ -80,14 +86,15 @@ def export_best(
     """
     _check_out(out, force)
     home = home or sweep_home()
-    best, tracker = find_best(study_name, storage_url, home)
+    chosen, tracker = choose_model(study_name, storage_url, home)
+    best = chosen.trial
     model, artifact = load_trial_model(tracker, best)
     cfg = artifact.config
     if data_dir is not None:
         cfg = replace(cfg, dataset=replace(cfg.dataset, root=data_dir))
     params = count_params(model, cfg.budget.count)
     if params > cfg.budget.max_params:
-        raise SweepError(f"trial {best.number}: {params:,} parameters is over the budget")
+        raise SweepError(f"trial {chosen.source}: {params:,} parameters is over the budget")
     # The same data path the trial was evaluated on (decoded cache or PIL), on the CPU.
     data = trial_data(cfg, home, torch.device("cpu"), progress=False)
     reloaded, _ = evaluate(model, data.val, torch.device("cpu"))
@@ -95,7 +102,7 @@ def export_best(
     tolerance = 1.0 / len(data.val.dataset) + 1e-9  # at most one image's difference
     if abs(reloaded - logged) > tolerance:
         raise SweepError(
-            f"trial {best.number}: reload check failed: logged val_acc {logged:.4f}, "
+            f"trial {chosen.source}: reload check failed: logged val_acc {logged:.4f}, "
             f"reloaded {reloaded:.4f}; the checkpoint does not reproduce its result"
         )
     image_size = cfg.dataset.image_size
@@ -107,8 +114,10 @@ def export_best(
     )
     report = {
         "study": study_name,
-        "trial": best.number,
+        "trial": chosen.source,
         "run_id": best.run_id,
+        **chosen.facts,
+        "choice": chosen.reason,
         "family": cfg.student.family,
         "params": params,
         "max_params": cfg.budget.max_params,
@@ -123,7 +132,9 @@ def export_best(
         files[INT8_PROGRAM] = program
     _write_folder(out, files, artifact)
     int8_acc = measured.get("int8_val_acc")
-    return ExportResult(out, best.number, params, logged, reloaded, int8_acc)
+    return ExportResult(
+        out, chosen.source, params, logged, reloaded, int8_acc, chosen.stage, chosen.reason
+    )
 
 
 def _hand_in(
@@ -235,8 +246,8 @@ def predict(
         The number of rows written.
     """
     home = home or sweep_home()
-    best, tracker = find_best(study_name, storage_url, home)
-    model, artifact = load_trial_model(tracker, best)
+    chosen, tracker = choose_model(study_name, storage_url, home)
+    model, artifact = load_trial_model(tracker, chosen.trial)
     cfg = artifact.config
     dataset = replace(cfg.dataset, root=data_dir)
     names = class_names(Path(data_dir).expanduser())

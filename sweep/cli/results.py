@@ -96,6 +96,7 @@ def _export(args: argparse.Namespace) -> int:
         int8=args.int8,
         force=args.force,
     )
+    print(f"took {result.reason}")
     print(
         f"exported trial {result.trial} ({result.params:,} parameters) to {result.out}; "
         f"reload check: logged val_acc {result.logged_val_acc:.4f}, "

@@ -23,6 +23,7 @@ from sweep.data.augment import augment_batch, center_batch, sample_params
 from sweep.data.decoded import DecodedSplit, decoded_split
 from sweep.data.folders import class_names
 from sweep.data.protocol import TeacherLogits
+from sweep.data.subset import train_subset
 
 
 def view_seeds(seed: int, views: int) -> list[int]:
@@ -52,6 +53,10 @@ class TrainBatches:
         seed: drives the shuffling and the views' augmentation seeds.
         views: distinct augmentation views, cycled over epochs.
         soft_labels: the teacher's cached logits per view, or None (online teacher).
+
+    With ``cfg.train_fraction`` below 1 an epoch visits only the trial's share of the images
+    (:func:`~sweep.data.subset.train_subset`); they keep their indices into the split, so
+    their crops and soft labels are those of the whole split's.
     """
 
     def __init__(
@@ -71,17 +76,19 @@ class TrainBatches:
         self.yields_teacher_logits = soft_labels is not None
         self.epoch = 0
         self.labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64))
+        self.indices = train_subset(split.labels, cfg.train_fraction, seed)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the shuffle order and the augmentation view of the coming epoch."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(len(self.split.labels) / self.batch_size)
+        return math.ceil(len(self.indices) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         view = self.epoch % len(self.seeds)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))
+        order = self.indices[order]
         source_size = self.split.images.shape[1]
         for start in range(0, len(order), self.batch_size):
             indices = order[start : start + self.batch_size]

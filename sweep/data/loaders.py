@@ -15,6 +15,7 @@ from torchvision import transforms as T
 from sweep.config import DatasetConfig
 from sweep.data.demo import DEMO_CLASSES, ensure_demo_dataset
 from sweep.data.folders import Sample, class_names, scan_split
+from sweep.data.subset import train_subset
 from sweep.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -224,7 +225,9 @@ def build_data(
     """
     root = resolve_root(cfg, home)
     names = class_names(root)
-    train_set = ImageDataset(scan_split(root, "training"), train_transform(cfg), ids=False)
+    samples = scan_split(root, "training")
+    kept = train_subset([s.label for s in samples], cfg.train_fraction, seed)
+    train_set = ImageDataset([samples[i] for i in kept], train_transform(cfg), ids=False)
     val_set = ImageDataset(scan_split(root, "validation"), eval_transform(cfg), ids=False)
     make = partial(_loader, seed=seed, num_workers=num_workers, pin_memory=pin_memory)
     return DataBundle(

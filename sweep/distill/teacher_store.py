@@ -36,6 +36,7 @@ def teacher_fingerprint(cfg: TrialConfig, num_classes: int, home: Path) -> str:
     """A short hash of everything that shapes a teacher trained from scratch."""
     dataset = asdict(cfg.dataset)
     dataset["root"] = str(resolve_root(cfg.dataset, home))
+    del dataset["train_fraction"]  # a teacher always learns from the whole split
     teacher = {k: v for k, v in asdict(cfg.teacher).items() if k != "checkpoint"}
     key = {
         "dataset": dataset,
@@ -67,6 +68,8 @@ def ensure_teacher(
     Returns:
         The teacher in eval mode and the checkpoint path.
     """
+    # A proxy trial's share of the images is the students' economy, not the teacher's.
+    cfg = replace(cfg, dataset=replace(cfg.dataset, train_fraction=1.0))
     path = teacher_path(cfg, num_classes, home)
     if cfg.teacher.checkpoint:
         return load_teacher(path, num_classes), path

@@ -11,6 +11,9 @@ trials do not count (their settings may be tried again).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from optuna.trial import BaseTrial, FrozenTrial, TrialState
 
 # States whose settings are taken: trained, being trained, or stopped early.
@@ -19,12 +22,18 @@ _TAKEN = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED)
 _UNTRAINED = ("infeasible", "duplicate")
 
 
-def earlier_with_same_settings(trial: BaseTrial, taken: list[FrozenTrial]) -> FrozenTrial | None:
+def earlier_with_same_settings(
+    trial: BaseTrial,
+    taken: list[FrozenTrial],
+    settings: Callable[[BaseTrial | FrozenTrial], Any] = lambda t: t.params,
+) -> FrozenTrial | None:
     """The earliest other trial that holds ``trial``'s parameters, or None.
 
     Args:
         trial: the trial, its parameters already suggested.
         taken: the study's trials (``study.get_trials(states=...)``, any order).
+        settings: what makes two trials the same (default: their parameters; a final
+            study's queued trainings compare their source trial and seed).
     """
     lineage = trial.user_attrs.get("retry_of")
     for other in sorted(taken, key=lambda t: t.number):
@@ -34,7 +43,7 @@ def earlier_with_same_settings(trial: BaseTrial, taken: list[FrozenTrial]) -> Fr
             continue
         if lineage is not None and lineage in (other.number, other.user_attrs.get("retry_of")):
             continue
-        if other.params == trial.params:
+        if settings(other) == settings(trial):
             return other
     return None
 

@@ -51,6 +51,44 @@ class TrialProgress(Protocol):
     def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
 
 
+class TrialSource(Protocol):
+    """Where a trial's settings come from: a sampler's proposal, or a queued final training
+    (:class:`sweep.search.final.FinalTrials`)."""
+
+    space: SearchSpace
+
+    def config(self, trial: optuna.Trial) -> TrialConfig:
+        """The trial's config (recording what it needs in the trial)."""
+        ...
+
+    def run_tags(self, trial: optuna.Trial) -> dict[str, str]:
+        """Tags of the trial's MLflow run beyond the ones every trial run has."""
+        ...
+
+    def duplicate(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """An earlier trial that trains the same thing (then this one is not trained)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Proposals:
+    """Search trials: the sampler proposes, the space turns the proposal into a config."""
+
+    space: SearchSpace
+
+    def config(self, trial: optuna.Trial) -> TrialConfig:
+        """Sample the trial's values and build its config at the search fidelity."""
+        return self.space.trial_config(self.space.suggest(trial))
+
+    def run_tags(self, trial: optuna.Trial) -> dict[str, str]:
+        """None beyond the common ones."""
+        return {}
+
+    def duplicate(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """An earlier trial with the same parameters (:mod:`sweep.search.duplicates`)."""
+        return earlier_with_same_settings(trial, taken_trials(trial))
+
+
 class NoProgress:
     """A progress display that shows nothing (workers, tests)."""
 
@@ -139,13 +177,13 @@ def interrupts_deferred() -> Iterator[None]:
 class Objective:
     """Callable for ``study.optimize``: one trial from proposal to logged result."""
 
-    def __init__(self, context: TrialContext) -> None:
+    def __init__(self, context: TrialContext, source: TrialSource | None = None) -> None:
         self.context = context
+        self.source = source or Proposals(context.space)
 
     def __call__(self, trial: optuna.Trial) -> float:
         ctx = self.context
-        chosen = ctx.space.suggest(trial)
-        cfg = ctx.space.trial_config(chosen)
+        cfg = self.source.config(trial)
         # Freeze the student's options whole (defaults filled, ``widths.1`` applied), so the
         # logged params and config.yaml say exactly what was built.
         options = validate_student_options(cfg.student.family, cfg.student.options)
@@ -165,7 +203,9 @@ class Objective:
         # Ctrl-C between the two would leave a run that its trial does not name: held back
         # until both are written.
         with interrupts_deferred():
-            run_id = ctx.tracker.start_trial(ctx.parent_id, trial.number, flatten(cfg))
+            run_id = ctx.tracker.start_trial(
+                ctx.parent_id, trial.number, flatten(cfg), self.source.run_tags(trial)
+            )
             trial.set_user_attr("mlflow_run_id", run_id)
         # The pruning ratio rebuilds a pruned student's architecture from config.yaml alone.
         artifact = StudentArtifact(cfg, ctx.num_classes, plan.prune_ratio)
@@ -175,7 +215,7 @@ class Objective:
             ctx.tracker.log_metrics(
                 run_id, {"initial_params": plan.initial_params, "prune_ratio": plan.prune_ratio}
             )
-            duplicate = earlier_with_same_settings(trial, taken_trials(trial))
+            duplicate = self.source.duplicate(trial)
             if duplicate is not None:
                 state = "duplicate"
                 trial.set_user_attr("state", state)

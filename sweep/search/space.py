@@ -27,7 +27,7 @@ import copy
 import itertools
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from optuna.distributions import (
 from sweep.config import TrialConfig, build_config
 from sweep.errors import ConfigError
 from sweep.search.catalog import find_space
+from sweep.search.fidelity import Fidelity, parse_fidelity
 from sweep.search.params import ParamSpec, parse_params, resolve_key, suggest_value
 
 # The metric each trial reports every epoch and the study optimises. Accuracy is what the
@@ -74,7 +75,9 @@ _TOP_LEVEL = {
     "fixed",
     "params",
     "max_infeasible_streak",
+    "fidelity",
 }
+FINAL_SUFFIX = ".final"  # `sweep finalize`'s study beside the search study: <name>.final
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -91,6 +94,29 @@ class SearchSpace:
     params: tuple[ParamSpec, ...]
     max_infeasible_streak: int
     document: dict[str, Any]
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    stage: str = "search"  # which of ``fidelity``'s stages trial configs are built at
+
+    def final(self) -> SearchSpace:
+        """The space at its final fidelity, for ``sweep finalize``'s study ``<name>.final``.
+
+        Its trials are queued, not sampled (a plain random sampler stands by), and train to
+        the end: no early stopping.
+        """
+        if self.stage == "final":
+            return self
+        return replace(
+            self,
+            study_name=self.study_name + FINAL_SUFFIX,
+            stage="final",
+            sampler={"name": "random", "seed": 0},
+            early_stopping={"name": "none"},
+        )
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment of the study (a final study's runs join its search study's)."""
+        return experiment_of(self.study_name) if self.stage == "final" else self.study_name
 
     @cached_property
     def defaults(self) -> TrialConfig:
@@ -127,8 +153,14 @@ class SearchSpace:
         return chosen
 
     def trial_config(self, chosen: Mapping[str, Any]) -> TrialConfig:
-        """The frozen config of one trial: settings overlaid with the chosen values."""
-        return build_config({**self.settings, **chosen}, self.source)
+        """The frozen config of one trial: settings overlaid with the chosen values, at this
+        space's stage of ``fidelity``."""
+        settings = {**self.settings, **chosen}
+        config = build_config(settings, self.source)
+        overrides = self.fidelity.overrides(self.stage, config)
+        if not overrides:
+            return config
+        return build_config({**settings, **overrides}, self.source)
 
     def corner_values(self, limit: int = 512) -> Iterator[dict[str, Any]]:
         """Value sets at the small corner of the space: every categorical combination,
@@ -151,6 +183,11 @@ class SearchSpace:
                     value = spec.distribution.low  # type: ignore[attr-defined]
                 values[spec.name] = chosen[spec.name] = value
             yield chosen
+
+
+def experiment_of(study_name: str) -> str:
+    """The search study (and MLflow experiment) of a study name, final or not."""
+    return study_name.removesuffix(FINAL_SUFFIX)
 
 
 def load_space(
@@ -266,6 +303,7 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
 
     params = parse_params(_mapping(document, "params", source), settings, source)
     origin.update({p.name: f"params.{p.name}" for p in params})
+    fidelity = parse_fidelity(document.get("fidelity"), source, (p.name for p in params))
     space = SearchSpace(
         source=source,
         study_name=study_name,
@@ -276,11 +314,14 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
         params=params,
         max_infeasible_streak=streak,
         document=document,
+        fidelity=fidelity,
     )
-    # Every corner of the space must make a valid config (types, choices), before trial 1.
+    # Every corner of the space must make a valid config (types, choices) at both stages,
+    # before trial 1.
     try:
         for chosen in space.corner_values():
             space.trial_config(chosen)
+            space.final().trial_config(chosen)
     except ConfigError as exc:
         raise ConfigError(source, origin.get(exc.key, exc.key), exc.problem) from None
     return space

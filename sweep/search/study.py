@@ -28,6 +28,7 @@ from sweep.paths import (
     sweep_home,
     tracking_uri,
 )
+from sweep.search.final import pair_of
 from sweep.search.pareto import (
     TrialRecord,
     best_trial,
@@ -308,7 +309,9 @@ def trial_line(r: TrialRecord, trial: optuna.trial.FrozenTrial) -> str:
     if r.state == "failed":
         return f"{params} failed: {trial.system_attrs.get('fail_reason', 'see the log')}"
     acc = f"val_acc {r.val_acc:.4f} " if r.val_acc is not None else ""
-    return f"{acc}{params}"
+    pair = pair_of(trial)
+    trains = f"trial {pair[0]} seed {pair[1]}: " if pair is not None else ""
+    return f"{trains}{acc}{params}"
 
 
 def _description(space: SearchSpace, trials: int) -> dict[str, object]:

@@ -9,6 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sweep.paths import sweep_home
+from sweep.search.fidelity import describe
+from sweep.search.final import export_choice
+from sweep.search.finalize import FinalReport, read_final
 from sweep.search.pareto import STATES, TrialRecord, best_trial, count_states, pareto_front
 from sweep.search.study import read_study
 
@@ -45,8 +48,9 @@ def print_status(
     home = home or sweep_home()
     # On a terminal, fit it; piped or redirected, never cut a run id to 80 columns.
     console = console or (Console() if sys.stdout.isatty() else Console(width=10_000))
-    _, space, records = read_study(study_name, storage_url, home)
+    study, space, records = read_study(study_name, storage_url, home)
     max_params = space.defaults.budget.max_params
+    stage = f"stage search: {describe(space.defaults)}"
     counts = count_states(records)
 
     states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")
@@ -59,7 +63,43 @@ def print_status(
     if best is None:
         console.print(f"no complete trial within {max_params:,} parameters yet")
     else:
-        console.print(_trial_table(f"best feasible trial (budget {max_params:,})", [best]))
+        title = f"best feasible trial (budget {max_params:,}; {stage})"
+        console.print(_trial_table(title, [best]))
     front = pareto_front(records, max_params)
-    console.print(_trial_table("Pareto front (accuracy vs parameters)", front))
+    console.print(_trial_table(f"Pareto front (accuracy vs parameters; {stage})", front))
+    final = read_final(study, space, records)
+    if final is not None:
+        console.print(_final_table(final))
+        if final.results:
+            _, _, _, reason = export_choice(final.results)
+            console.print(f"sweep export takes {reason}")
     return counts
+
+
+def _final_table(final: FinalReport) -> Table:
+    """Each finalized architecture: proxy score, final mean and spread, size; ★ on the
+    final front (built from the means)."""
+    title = (
+        f"finalized (stage final: {final.fidelity}; proxy = the search's score at "
+        f"{final.proxy}); ★ final front"
+    )
+    table = Table(title=title, title_justify="left")
+    columns = ("trial", "proxy val_acc", "final mean", "sd", "seeds", "params", "MACs")
+    for column in (*columns, "family", "front"):
+        table.add_column(column, justify="left" if column == "family" else "right")
+    on_front = {f.source.number for f in final.front}
+    for f in final.results:
+        table.add_row(
+            str(f.source.number),
+            f"{f.source.val_acc:.4f}" if f.source.val_acc is not None else "-",
+            f"{f.mean:.4f}",
+            f"{f.std:.4f}" if f.std is not None else "-",
+            f"{len(f.runs)}/{f.wanted}",
+            f"{f.params:,}",
+            f"{f.macs:,}" if f.macs is not None else "-",
+            f.source.family or "-",
+            "★" if f.source.number in on_front else "",
+        )
+    if not final.results:
+        table.add_row("-", "-", "no final training complete yet", *["-"] * 6)
+    return table

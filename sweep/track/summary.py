@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # at run time search imports this module, not the other way round
+    from sweep.search.final import FinalResult
     from sweep.search.pareto import TrialRecord
 
 # The state counts the parent logs, as ``trials_<state>``.
@@ -72,4 +73,58 @@ def front_note(
         )
     if not front:
         lines.append("| - | - | - | - | - |")
+    return "\n".join(lines) + "\n"
+
+
+def final_metrics(results: Sequence[FinalResult], complete: int) -> dict[str, float]:
+    """The final stage's headline: mean, spread and size of the best finalized architecture,
+    and how many final trainings are complete."""
+    metrics: dict[str, float] = {"final_trainings_complete": complete}
+    if results:
+        best = results[0]
+        metrics.update(final_val_acc_mean=best.mean, final_params=best.params)
+        if best.std is not None:
+            metrics["final_val_acc_std"] = best.std
+    return metrics
+
+
+def final_note(
+    results: Sequence[FinalResult],
+    front: Sequence[FinalResult],
+    fidelity: str,
+    proxy: str,
+    experiment_id: str,
+) -> str:
+    """The parent's description of the final stage: each finalized architecture's proxy
+    score beside its final mean and spread, and the final front (built from the means)."""
+    on_front = {f.source.number for f in front}
+    if results:
+        best = results[0]
+        spread = f" ± {best.std:.4f}" if best.std is not None else ""
+        found = (
+            f"best mean **val_acc {best.mean:.4f}{spread}** over {len(best.runs)} seeds with "
+            f"**{best.params:,} parameters** (trial {best.source.number}, {best.source.family})"
+        )
+    else:
+        found = "no final training complete yet"
+    lines = [
+        f"### Final stage: {found}",
+        "",
+        f"Stage final: {fidelity}, each architecture with several seeds; the proxy scores "
+        f"are the search's ({proxy}). The final front (★) is built from the means; each "
+        "trial links to its best seed's run.",
+        "",
+        "| trial | proxy val_acc | final mean | sd | seeds | params | MACs | family | front |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|:---:|",
+    ]
+    for f in results:
+        _, run = f.best_seed()
+        trial = f"[{f.source.number}]({run_link(experiment_id, run.run_id or '')})"
+        sd = f"{f.std:.4f}" if f.std is not None else "-"
+        macs = f"{f.macs:,}" if f.macs is not None else "-"
+        lines.append(
+            f"| {trial} | {f.source.val_acc or 0:.4f} | {f.mean:.4f} | {sd} | "
+            f"{len(f.runs)}/{f.wanted} | {f.params:,} | {macs} | {f.source.family or '-'} | "
+            f"{'★' if f.source.number in on_front else ''} |"
+        )
     return "\n".join(lines) + "\n"

@@ -50,10 +50,12 @@ RUNS_VIEW = {
         "params.`student.family`",
         "tags.`state`",
         "tags.`pareto`",
+        "tags.`stage`",
         "attributes.`Duration`",
     ],
 }
 FRONT_ATTR = "pareto_trials"
+STAGES = ("search", "final")  # a study's trials, then `sweep finalize`'s
 # How long a process that just published a new parent run waits before reading the study's
 # attribute back: long enough for a rival that read "no parent" at the same moment to have
 # written its own, so both see the same last writer.
@@ -104,9 +106,16 @@ class Tracker:
     """
 
     def __init__(
-        self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None
+        self,
+        tracking_uri: str,
+        experiment_name: str,
+        artifact_location: str | None = None,
+        stage: str = "search",
     ) -> None:
         self.tracking_uri = tracking_uri
+        # Which trials' runs this tracker starts and ends: a search study's, or its final
+        # study's (``sweep finalize``), which share the experiment and the parent run.
+        self.stage = stage
         check_reachable(tracking_uri)
         try:
             # A fresh embedded store is created (tables, migrations) by whichever process
@@ -214,17 +223,32 @@ class Tracker:
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any]) -> str:
-        """Create the child run of a trial, with its flattened settings as params."""
+    def start_trial(
+        self,
+        parent_id: str,
+        number: int,
+        params: Mapping[str, Any],
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """Create the child run of a trial, with its flattened settings as params.
+
+        Search runs are named ``trial-0007``; final ones ``final-0007-seed1`` after their
+        source trial and seed (``extra_tags`` ``source_trial`` and ``seed``).
+        """
         tags = {
             "mlflow.parentRunId": parent_id,
             "optuna.trial": str(number),
             "state": "running",
             "sweep.role": "trial",
+            "stage": self.stage,
             # Which process ran it: workers on several hosts share one parent run.
             "sweep.worker": f"{socket.gethostname()}:{os.getpid()}",
+            **(extra_tags or {}),
         }
-        run_id = self.start_run(f"trial-{number:04d}", params, tags)
+        name = f"trial-{number:04d}"
+        if "source_trial" in tags:
+            name = f"final-{int(tags['source_trial']):04d}-seed{tags.get('seed', 0)}"
+        run_id = self.start_run(name, params, tags)
         if self.on_trial_run is not None:
             self.on_trial_run(number, run_id)
         return run_id
@@ -275,7 +299,12 @@ class Tracker:
     def running_trial_runs(self, parent_id: str) -> list[Any]:
         """The study's trial runs whose status is still RUNNING."""
         where = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
-        return self.client.search_runs([self.experiment_id], filter_string=where)
+        runs = self.client.search_runs([self.experiment_id], filter_string=where)
+        return [run for run in runs if self._mine(run)]
+
+    def _mine(self, run: Any) -> bool:
+        """Whether a trial run belongs to this tracker's stage (runs before stages: search)."""
+        return run.data.tags.get("stage", "search") == self.stage
 
     def fail_running_trial(self, parent_id: str, number: int, run_id: str | None) -> bool:
         """End a trial's child run as FAILED if it is still RUNNING (its worker died).
@@ -294,6 +323,7 @@ class Tracker:
                 f"'{number}' and attributes.status = 'RUNNING'"
             )
             runs = self.client.search_runs([self.experiment_id], filter_string=where)
+            runs = [run for run in runs if self._mine(run)]
             run_id = runs[0].info.run_id if runs else None
         if run_id is None or self.client.get_run(run_id).info.status != "RUNNING":
             return False
@@ -335,12 +365,25 @@ class Tracker:
         self, parent_id: str, metrics: Mapping[str, float], note: str, step: int
     ) -> None:
         """Log the study's headline on the parent run: metrics at ``step`` (finished trials)
-        and the description (``mlflow.note.content``) the run page shows first."""
+        and the description (``mlflow.note.content``) the run page shows first.
+
+        The description has a part per stage (this tracker's ``stage``): the search's front
+        first, then the final stage's results once ``sweep finalize`` has run; each stage
+        refreshes its own part and keeps the other's.
+        """
+        sections = {stage: f"sweep.note.{stage}" for stage in STAGES}
+        kept = self.client.get_run(parent_id).data.tags
+        parts = [
+            note if stage == self.stage else kept.get(tag, "") for stage, tag in sections.items()
+        ]
         timestamp = int(mlflow.utils.time.get_current_time_millis())
         self.client.log_batch(
             parent_id,
             metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()],
-            tags=[RunTag(NOTE_TAG, note)],
+            tags=[
+                RunTag(sections[self.stage], note),
+                RunTag(NOTE_TAG, "\n".join(part for part in parts if part)),
+            ],
             synchronous=True,
         )
 

@@ -1,0 +1,241 @@
+"""Opening, reporting and reading a final study (``sweep finalize``, see :mod:`.final`).
+
+``sweep finalize`` opens the final study here and then runs it like ``sweep run`` runs a
+search: in this process or a pool (:mod:`runners.finalize`). ``sweep status`` and
+``sweep export`` read it back with :func:`read_final`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from filelock import FileLock
+
+from sweep.errors import SweepError
+from sweep.paths import (
+    artifact_location,
+    default_storage,
+    study_lock_path,
+    sweep_home,
+    tracking_uri,
+)
+from sweep.search.fidelity import describe
+from sweep.search.final import (
+    STAGE_ATTR,
+    WANTED_ATTR,
+    FinalResult,
+    candidates,
+    final_front,
+    final_results,
+    queue_pairs,
+)
+from sweep.search.pareto import TrialRecord
+from sweep.search.preflight import preflight
+from sweep.search.space import SearchSpace, apply_override, experiment_of, parse_space
+from sweep.search.storage import StaleTrialCallback, open_storage, study_names
+from sweep.search.study import (
+    MAX_RETRIES_ATTR,
+    SPACE_ATTR,
+    TARGET_ATTR,
+    SweepSession,
+    load_records,
+    open_study,
+)
+from sweep.track.summary import final_metrics, final_note
+from sweep.track.tracker import PARENT_ATTR, Tracker, check_reachable
+
+
+@dataclass(frozen=True)
+class FinalPlan:
+    """What ``sweep finalize`` is about to train."""
+
+    chosen: list[TrialRecord]  # the search trials, best proxy score first
+    seeds: int
+    target: int  # final trainings the final study will hold
+    fidelity: str  # the final stage in words
+
+
+def stored_space(
+    study: optuna.Study, overrides: Sequence[str] = (), data_dir: str | None = None
+) -> SearchSpace:
+    """The space a study was run with (its user attrs), with this host's ``--set`` changes.
+
+    Raises:
+        SweepError: the study was not started by ``sweep run``.
+    """
+    if SPACE_ATTR not in study.user_attrs:
+        raise SweepError(
+            f"--study: {study.study_name}: has no search space; start it with "
+            f"`sweep run --space FILE --trials N` first"
+        )
+    document = copy.deepcopy(study.user_attrs[SPACE_ATTR])
+    for override in overrides:
+        apply_override(document, override, "--set")
+    if data_dir is not None:
+        apply_override(document, f"dataset.root={data_dir}", "--data-dir")
+    name = experiment_of(study.study_name)
+    return parse_space(document, f"study {name}", default_name=name)
+
+
+def open_final(
+    study_name: str,
+    top: int | None,
+    seeds: int | None,
+    storage_url: str | None = None,
+    home: Path | None = None,
+    max_retries: int = 1,
+    overrides: Sequence[str] = (),
+    data_dir: str | None = None,
+    on_stale_trial: StaleTrialCallback | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[SweepSession, FinalPlan]:
+    """Check everything, then create or resume the final study and queue its trainings.
+
+    Args:
+        study_name: the search study.
+        top: finalize its ``top`` best feasible trials; None: its front's members.
+        seeds: seeds per architecture; None: the space's ``fidelity.final.seeds``.
+        storage_url: the search study's Optuna storage.
+        home: the sweep home folder.
+        max_retries: how often a training whose worker died is tried again.
+        overrides: ``--set`` changes to the stored space (``fidelity.final.epochs=...``).
+        data_dir: shorthand for ``--set dataset.root=DIR``.
+        on_stale_trial: Optuna's heartbeat callback (database storages).
+        say: told what is being prepared.
+
+    Returns:
+        The open final study as a session (its ``trials`` is the target) and the plan.
+
+    Raises:
+        SweepError: no such study, nothing feasible to finalize yet, bad overrides, the data
+            or the tracking store unusable; nothing is written then.
+    """
+    say = say or (lambda _: None)
+    home = home or sweep_home()
+    storage_url = storage_url or default_storage(home)
+    if "://" not in storage_url and not Path(storage_url).expanduser().is_file():
+        raise SweepError(f"--study: no study named {study_name!r} (no journal {storage_url})")
+    storage = open_storage(storage_url, on_stale_trial=on_stale_trial)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if study_name not in study_names(storage):
+        known = ", ".join(study_names(storage)) or "none"
+        raise SweepError(f"--study: no study named {study_name!r} (studies: {known})")
+    search = optuna.load_study(study_name=study_name, storage=storage)
+    space = stored_space(search, overrides, data_dir)
+    final = space.final()
+    seeds = seeds or space.fidelity.seeds
+    max_params = space.defaults.budget.max_params
+    chosen = candidates(load_records(search), max_params, top)
+    if not chosen:
+        raise SweepError(f"--study: {study_name}: no complete trial within the budget to finalize")
+    say("checking the data, the teacher file and the budget at the final fidelity")
+    checked = preflight(final, home)
+    check_reachable(tracking_uri(home))
+    tracker = Tracker(tracking_uri(home), study_name, artifact_location(home), stage="final")
+    parent_id = tracker.parent_of(search)
+    say(f"opening study {final.study_name} ({storage_url})")
+    study = open_study(final.study_name, storage, final, checked.num_classes)
+    study.set_user_attr(SPACE_ATTR, space.document)
+    study.set_user_attr(STAGE_ATTR, "final")
+    study.set_user_attr(PARENT_ATTR, parent_id)
+    study.set_user_attr(MAX_RETRIES_ATTR, max_retries)
+    wanted = [(r.number, seed) for r in chosen for seed in range(seeds)]
+    lock = study_lock_path(home, final.study_name)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        target = queue_pairs(study, wanted)
+        study.set_user_attr(TARGET_ATTR, target)
+    session = SweepSession(
+        final,
+        target,
+        home,
+        storage_url,
+        storage,
+        study,
+        tracker,
+        parent_id,
+        checked.num_classes,
+        max_retries,
+    )
+    return session, FinalPlan(chosen, seeds, target, describe(final.defaults))
+
+
+def publish_final(session: SweepSession) -> list[FinalResult]:
+    """Publish the final stage's report on the parent run (its part of the description,
+    the headline metrics, ``final_front.csv``) and return the results, best mean first."""
+    search = optuna.load_study(
+        study_name=experiment_of(session.study.study_name), storage=session.storage
+    )
+    space = session.space
+    max_params = space.defaults.budget.max_params
+    trials = session.study.get_trials(deepcopy=False)
+    results = final_results(load_records(search), trials, max_params)
+    front = final_front(results)
+    tracker = session.tracker
+    proxy = describe(replace(space, stage="search").defaults)
+    note = final_note(results, front, describe(space.defaults), proxy, tracker.experiment_id)
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    tracker.publish_summary(session.parent_id, final_metrics(results, complete), note, complete)
+    tracker.log_files(
+        session.parent_id, {"final_front.csv": final_table(front).to_csv(index=False)}
+    )
+    return results
+
+
+def final_table(results: Sequence[FinalResult]) -> pd.DataFrame:
+    """Finalized architectures as a table (``final_front.csv``)."""
+    rows = [
+        {
+            "trial": f.source.number,
+            "proxy_val_acc": f.source.val_acc,
+            "final_mean": f.mean,
+            "final_std": f.std,
+            "seeds": len(f.runs),
+            "params": f.params,
+            "macs": f.macs,
+            "family": f.source.family,
+        }
+        for f in results
+    ]
+    columns = ["trial", "proxy_val_acc", "final_mean", "final_std", "seeds", "params", "macs"]
+    return pd.DataFrame(rows, columns=[*columns, "family"])
+
+
+@dataclass(frozen=True)
+class FinalReport:
+    """A finalized study as ``sweep status`` and ``sweep export`` read it."""
+
+    results: list[FinalResult]  # best mean first
+    front: list[FinalResult]
+    fidelity: str  # the final stage in words
+    proxy: str  # the search stage in words
+    seeds: int  # asked per architecture (the last finalize's)
+
+
+def read_final(
+    search: optuna.Study, space: SearchSpace, records: list[TrialRecord]
+) -> FinalReport | None:
+    """The final stage of a search study, or None when it was never finalized.
+
+    Args:
+        search: the search study (its storage holds the final study, if any).
+        space: the space it was run with.
+        records: its trials.
+    """
+    final = space.final()
+    storage = search._storage  # the study's own storage object (no public accessor)
+    if final.study_name not in study_names(storage):
+        return None
+    study = optuna.load_study(study_name=final.study_name, storage=storage)
+    max_params = space.defaults.budget.max_params
+    results = final_results(records, study.get_trials(deepcopy=False), max_params)
+    wanted = study.user_attrs.get(WANTED_ATTR, [])
+    seeds = max((seed for _, seed in wanted), default=-1) + 1
+    return FinalReport(
+        results, final_front(results), describe(final.defaults), describe(space.defaults), seeds
+    )
