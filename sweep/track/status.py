@@ -50,7 +50,8 @@ def print_status(
     console = console or (Console() if sys.stdout.isatty() else Console(width=10_000))
     study, space, records = read_study(study_name, storage_url, home)
     max_params = space.defaults.budget.max_params
-    stage = f"stage search: {describe(space.defaults)}"
+    # Table titles wrap to the table's width: what stage the numbers are from is a line.
+    console.print(f"stage search: {describe(space.defaults)}")
     counts = count_states(records)
 
     states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")
@@ -63,12 +64,15 @@ def print_status(
     if best is None:
         console.print(f"no complete trial within {max_params:,} parameters yet")
     else:
-        title = f"best feasible trial (budget {max_params:,}; {stage})"
-        console.print(_trial_table(title, [best]))
+        console.print(_trial_table(f"best feasible trial (budget {max_params:,})", [best]))
     front = pareto_front(records, max_params)
-    console.print(_trial_table(f"Pareto front (accuracy vs parameters; {stage})", front))
+    console.print(_trial_table("Pareto front (accuracy vs parameters)", front))
     final = read_final(study, space, records)
     if final is not None:
+        console.print(
+            f"stage final: {final.fidelity}; proxy val_acc is the search's score, final mean "
+            f"and sd over the seeds; ★ the final front, built from the means"
+        )
         console.print(_final_table(final))
         if final.results:
             _, _, _, reason = export_choice(final.results)
@@ -79,11 +83,7 @@ def print_status(
 def _final_table(final: FinalReport) -> Table:
     """Each finalized architecture: proxy score, final mean and spread, size; ★ on the
     final front (built from the means)."""
-    title = (
-        f"finalized (stage final: {final.fidelity}; proxy = the search's score at "
-        f"{final.proxy}); ★ final front"
-    )
-    table = Table(title=title, title_justify="left")
+    table = Table(title="finalized architectures", title_justify="left")
     columns = ("trial", "proxy val_acc", "final mean", "sd", "seeds", "params", "MACs")
     for column in (*columns, "family", "front"):
         table.add_column(column, justify="left" if column == "family" else "right")
