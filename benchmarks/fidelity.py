@@ -249,14 +249,14 @@ def main() -> None:
             ),
         ]
 
-    unit = 1e9
+    unit = 1e6
     print(
         f"space {args.space}, data {args.data}: full fidelity {args.epochs} epochs at {size} px "
         f"on {images} training images; proxy {proxy_epochs} epochs at {proxy_size} px on "
         f"{PROXY['train_fraction']:.0%}; {args.seeds} seeds per finalized architecture"
     )
     print(
-        f"{'arm':<22} {'trained':>7} {'compute (G img*ep*px)':>22} {'wall s':>7} "
+        f"{'arm':<22} {'trained':>7} {'compute (M img*ep*px)':>22} {'wall s':>7} "
         f"{'best mean':>9} {'sd':>6} {'params':>7}"
     )
     for a in arms:

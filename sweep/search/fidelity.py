@@ -28,7 +28,7 @@ from sweep.errors import ConfigError
 STAGES = ("search", "final")
 DEFAULT_SEEDS = 3
 # A stage's names for the settings it may set.
-_KEYS = {
+STAGE_KEYS = {
     "epochs": "train.epochs",
     "image_size": "dataset.image_size",
     "resize": "dataset.resize",
@@ -101,10 +101,10 @@ def parse_fidelity(raw: Any, source: str, searched: Iterable[str]) -> Fidelity:
             if stage == "final" and name == "seeds":
                 seeds = check_seeds(value, source, shown)
                 continue
-            if name not in _KEYS:
-                expected = sorted(_KEYS) + (["seeds"] if stage == "final" else [])
+            if name not in STAGE_KEYS:
+                expected = sorted(STAGE_KEYS) + (["seeds"] if stage == "final" else [])
                 raise ConfigError(source, shown, f"unknown key; expected one of {expected}")
-            key = _KEYS[name]
+            key = STAGE_KEYS[name]
             if key in searched:
                 raise ConfigError(
                     source, shown, f"{key} is searched in params; a stage cannot also set it"

@@ -140,16 +140,11 @@ def open_final(
     parent_id = tracker.parent_of(search)
     say(f"opening study {final.study_name} ({storage_url})")
     study = open_study(final.study_name, storage, final, checked.num_classes)
-    study.set_user_attr(SPACE_ATTR, space.document)
-    study.set_user_attr(STAGE_ATTR, "final")
-    study.set_user_attr(PARENT_ATTR, parent_id)
-    study.set_user_attr(MAX_RETRIES_ATTR, max_retries)
+    attrs = {SPACE_ATTR: space.document, STAGE_ATTR: "final", PARENT_ATTR: parent_id}
+    for key, value in {**attrs, MAX_RETRIES_ATTR: max_retries}.items():
+        study.set_user_attr(key, value)
     wanted = [(r.number, seed) for r in chosen for seed in range(seeds)]
-    lock = study_lock_path(home, final.study_name)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(lock)):
-        target = queue_pairs(study, wanted)
-        study.set_user_attr(TARGET_ATTR, target)
+    target = _queue(study, wanted, study_lock_path(home, final.study_name))
     session = SweepSession(
         final,
         target,
@@ -163,6 +158,15 @@ def open_final(
         max_retries,
     )
     return session, FinalPlan(chosen, seeds, target, describe(final.defaults))
+
+
+def _queue(study: optuna.Study, wanted: list[tuple[int, int]], lock: Path) -> int:
+    """Queue the wanted trainings under the study's host lock; store and return the target."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
+        target = queue_pairs(study, wanted)
+        study.set_user_attr(TARGET_ATTR, target)
+    return target
 
 
 def publish_final(session: SweepSession) -> list[FinalResult]:
@@ -227,6 +231,8 @@ def read_final(
         space: the space it was run with.
         records: its trials.
     """
+    if space.stage == "final":  # a final study has no final stage of its own
+        return None
     final = space.final()
     storage = search._storage  # the study's own storage object (no public accessor)
     if final.study_name not in study_names(storage):

@@ -38,10 +38,10 @@ from optuna.distributions import (
     CategoricalDistribution,
 )
 
-from sweep.config import TrialConfig, build_config
+from sweep.config import TrialConfig, build_config, canonical_key
 from sweep.errors import ConfigError
 from sweep.search.catalog import find_space
-from sweep.search.fidelity import Fidelity, parse_fidelity
+from sweep.search.fidelity import STAGE_KEYS, Fidelity, parse_fidelity
 from sweep.search.params import ParamSpec, parse_params, resolve_key, suggest_value
 
 # The metric each trial reports every epoch and the study optimises. Accuracy is what the
@@ -246,6 +246,8 @@ def apply_override(document: dict[str, Any], override: str, source: str) -> None
     except yaml.YAMLError:
         value = raw
     head, _, rest = key.partition(".")
+    if head not in ("params", "fidelity"):  # --set beats the file, stages included
+        _yield_stages(document, rest if head == "fixed" else key)
     if head in ("fixed", "params") and rest:
         section = document.setdefault(head, {})
         if not isinstance(section, dict):
@@ -264,6 +266,25 @@ def apply_override(document: dict[str, Any], override: str, source: str) -> None
             target[part] = {}
         target = target[part]
     target[parts[-1]] = value
+
+
+def _yield_stages(document: dict[str, Any], key: str) -> None:
+    """Drop what ``fidelity:`` stages say of a setting that ``--set`` sets for every stage.
+
+    ``--set fixed.epochs=1`` on a space whose search stage trains 15 epochs means 1 epoch,
+    at every stage; ``--set fidelity.search.epochs=N`` changes one stage.
+    """
+    try:
+        canonical = canonical_key(key)
+    except ConfigError:  # not a setting: the override is checked when the space is parsed
+        return
+    stages = document.get("fidelity")
+    if not isinstance(stages, dict):
+        return
+    for stage in stages.values():
+        if isinstance(stage, dict):
+            for name in [n for n in stage if STAGE_KEYS.get(n) == canonical]:
+                del stage[name]
 
 
 def parse_space(document: dict[str, Any], source: str, default_name: str = "study") -> SearchSpace:

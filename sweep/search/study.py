@@ -28,7 +28,7 @@ from sweep.paths import (
     sweep_home,
     tracking_uri,
 )
-from sweep.search.final import pair_of
+from sweep.search.final import STAGE_ATTR, pair_of
 from sweep.search.pareto import (
     TrialRecord,
     best_trial,
@@ -189,6 +189,8 @@ def read_study(
         raise SweepError(f"--study: no study named {study_name!r} (no journal {storage_url})")
     study = open_study(study_name, open_storage(storage_url))
     space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
+    if study.user_attrs.get(STAGE_ATTR) == "final":  # `sweep finalize`'s own study
+        space = space.final()
     return study, space, load_records(study)
 
 

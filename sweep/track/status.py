@@ -51,7 +51,7 @@ def print_status(
     study, space, records = read_study(study_name, storage_url, home)
     max_params = space.defaults.budget.max_params
     # Table titles wrap to the table's width: what stage the numbers are from is a line.
-    console.print(f"stage search: {describe(space.defaults)}")
+    console.print(f"stage {space.stage}: {describe(space.defaults)}")
     counts = count_states(records)
 
     states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")

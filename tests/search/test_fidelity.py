@@ -121,3 +121,16 @@ def test_a_stage_may_not_set_what_the_study_searches() -> None:
     }
     with pytest.raises(ConfigError, match="fidelity.search.epochs: train.epochs is searched"):
         parse_space(document, "fid.yaml")
+
+
+def test_a_set_of_a_staged_setting_applies_at_every_stage(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    space = load_space(path, ["fixed.epochs=1", "dataset.image_size=24"])
+    for stage in (space, space.final()):
+        cfg = stage.defaults
+        assert (cfg.train.epochs, cfg.dataset.image_size) == (1, 24)
+    assert space.defaults.dataset.train_fraction == 0.5  # what --set left alone stays staged
+    # One stage at a time, by its own key.
+    space = load_space(path, ["fixed.epochs=1", "fidelity.final.epochs=5"])
+    assert (space.defaults.train.epochs, space.final().defaults.train.epochs) == (1, 5)
