@@ -134,8 +134,7 @@ def refresh(session: SweepSession) -> list[TrialRecord]:
     if session.space.stage == "final":
         publish_final(session)
         return load_records(session.study)
-    max_params = session.space.defaults.budget.max_params
-    records, _ = refresh_front(session.study, session.tracker, session.parent_id, max_params)
+    records, _ = refresh_front(session.study, session.tracker, session.parent_id, session.space)
     return records
 
 

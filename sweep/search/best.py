@@ -20,8 +20,7 @@ from sweep.errors import CheckpointError, SweepError
 from sweep.models.artifact import RUN_CONFIG, RUN_WEIGHTS, StudentArtifact
 from sweep.paths import tracking_uri
 from sweep.search.fidelity import describe
-from sweep.search.final import FinalResult, export_choice
-from sweep.search.finalize import read_final
+from sweep.search.final import FinalResult, export_choice, read_final
 from sweep.search.pareto import TrialRecord, best_trial
 from sweep.search.space import experiment_of
 from sweep.search.study import read_study

@@ -27,8 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
 from sweep.search.duplicates import earlier_with_same_settings, taken_trials
+from sweep.search.fidelity import describe
 from sweep.search.pareto import TrialRecord, feasible_complete, pareto_front, record
 from sweep.search.space import SearchSpace
+from sweep.search.storage import study_names
 
 SOURCE_ATTR = "source_trial"  # the search trial whose settings a final trial trains
 SEED_ATTR = "seed"  # which of its seeds: train.seed = the search's seed + this
@@ -266,3 +268,40 @@ def export_choice(results: Sequence[FinalResult]) -> tuple[FinalResult, int, Tri
         f"seed on validation ({run.val_acc:.4f}); expect about the mean on unseen images"
     )
     return best, seed, run, reason
+
+
+@dataclass(frozen=True)
+class FinalReport:
+    """A finalized study as ``sweep status`` and ``sweep export`` read it."""
+
+    results: list[FinalResult]  # best mean first
+    front: list[FinalResult]
+    fidelity: str  # the final stage in words
+    proxy: str  # the search stage in words
+    seeds: int  # asked per architecture (the last finalize's)
+
+
+def read_final(
+    search: optuna.Study, space: SearchSpace, records: list[TrialRecord]
+) -> FinalReport | None:
+    """The final stage of a search study, or None when it was never finalized.
+
+    Args:
+        search: the search study (its storage holds the final study, if any).
+        space: the space it was run with.
+        records: its trials.
+    """
+    if space.stage == "final":  # a final study has no final stage of its own
+        return None
+    final = space.final()
+    storage = search._storage  # the study's own storage object (no public accessor)
+    if final.study_name not in study_names(storage):
+        return None
+    study = optuna.load_study(study_name=final.study_name, storage=storage)
+    max_params = space.defaults.budget.max_params
+    results = final_results(records, study.get_trials(deepcopy=False), max_params)
+    wanted = study.user_attrs.get(WANTED_ATTR, [])
+    seeds = max((seed for _, seed in wanted), default=-1) + 1
+    return FinalReport(
+        results, final_front(results), describe(final.defaults), describe(space.defaults), seeds
+    )

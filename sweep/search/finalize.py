@@ -27,12 +27,10 @@ from sweep.paths import (
 from sweep.search.fidelity import describe
 from sweep.search.final import (
     STAGE_ATTR,
-    WANTED_ATTR,
     FinalResult,
     candidates,
-    final_front,
-    final_results,
     queue_pairs,
+    read_final,
 )
 from sweep.search.pareto import TrialRecord
 from sweep.search.preflight import preflight
@@ -45,8 +43,9 @@ from sweep.search.study import (
     SweepSession,
     load_records,
     open_study,
+    parent_note,
 )
-from sweep.track.summary import final_metrics, final_note
+from sweep.track.summary import final_metrics
 from sweep.track.tracker import PARENT_ATTR, Tracker, check_reachable
 
 
@@ -170,24 +169,24 @@ def _queue(study: optuna.Study, wanted: list[tuple[int, int]], lock: Path) -> in
 
 
 def publish_final(session: SweepSession) -> list[FinalResult]:
-    """Publish the final stage's report on the parent run (its part of the description,
-    the headline metrics, ``final_front.csv``) and return the results, best mean first."""
+    """Publish the final stage on the parent run (the description, built from the storage
+    with the search's front first; the headline metrics; ``final_front.csv``) and return
+    the results, best mean first."""
     search = optuna.load_study(
         study_name=experiment_of(session.study.study_name), storage=session.storage
     )
-    space = session.space
-    max_params = space.defaults.budget.max_params
-    trials = session.study.get_trials(deepcopy=False)
-    results = final_results(load_records(search), trials, max_params)
-    front = final_front(results)
+    space = replace(session.space, stage="search", study_name=search.study_name)
+    records = load_records(search)
+    report = read_final(search, space, records)
+    results = report.results if report is not None else []
     tracker = session.tracker
-    proxy = describe(replace(space, stage="search").defaults)
-    note = final_note(results, front, describe(space.defaults), proxy, tracker.experiment_id)
+    note = parent_note(search, space, records, tracker.experiment_id)
+    trials = session.study.get_trials(deepcopy=False)
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     tracker.publish_summary(session.parent_id, final_metrics(results, complete), note, complete)
-    tracker.log_files(
-        session.parent_id, {"final_front.csv": final_table(front).to_csv(index=False)}
-    )
+    front = report.front if report is not None else []
+    table = final_table(front).to_csv(index=False)
+    tracker.log_files(session.parent_id, {"final_front.csv": table})
     return results
 
 
@@ -208,40 +207,3 @@ def final_table(results: Sequence[FinalResult]) -> pd.DataFrame:
     ]
     columns = ["trial", "proxy_val_acc", "final_mean", "final_std", "seeds", "params", "macs"]
     return pd.DataFrame(rows, columns=[*columns, "family"])
-
-
-@dataclass(frozen=True)
-class FinalReport:
-    """A finalized study as ``sweep status`` and ``sweep export`` read it."""
-
-    results: list[FinalResult]  # best mean first
-    front: list[FinalResult]
-    fidelity: str  # the final stage in words
-    proxy: str  # the search stage in words
-    seeds: int  # asked per architecture (the last finalize's)
-
-
-def read_final(
-    search: optuna.Study, space: SearchSpace, records: list[TrialRecord]
-) -> FinalReport | None:
-    """The final stage of a search study, or None when it was never finalized.
-
-    Args:
-        search: the search study (its storage holds the final study, if any).
-        space: the space it was run with.
-        records: its trials.
-    """
-    if space.stage == "final":  # a final study has no final stage of its own
-        return None
-    final = space.final()
-    storage = search._storage  # the study's own storage object (no public accessor)
-    if final.study_name not in study_names(storage):
-        return None
-    study = optuna.load_study(study_name=final.study_name, storage=storage)
-    max_params = space.defaults.budget.max_params
-    results = final_results(records, study.get_trials(deepcopy=False), max_params)
-    wanted = study.user_attrs.get(WANTED_ATTR, [])
-    seeds = max((seed for _, seed in wanted), default=-1) + 1
-    return FinalReport(
-        results, final_front(results), describe(final.defaults), describe(space.defaults), seeds
-    )

@@ -28,7 +28,7 @@ from sweep.paths import (
     sweep_home,
     tracking_uri,
 )
-from sweep.search.final import STAGE_ATTR, pair_of
+from sweep.search.final import STAGE_ATTR, pair_of, read_final
 from sweep.search.pareto import (
     TrialRecord,
     best_trial,
@@ -43,7 +43,7 @@ from sweep.search.space import SearchSpace, parse_space
 from sweep.search.storage import StaleTrialCallback, open_storage, study_names
 from sweep.track.dashboard import upload_front
 from sweep.track.plots import front_figure
-from sweep.track.summary import front_note, headline_metrics
+from sweep.track.summary import final_note, front_note, headline_metrics
 from sweep.track.tracker import FRONT_ATTR, Tracker, check_reachable
 
 MAX_FAILED_STREAK = 5
@@ -144,7 +144,7 @@ def front_table(front: list[TrialRecord]) -> pd.DataFrame:
 
 
 def refresh_front(
-    study: optuna.Study, tracker: Tracker, parent_id: str, max_params: int
+    study: optuna.Study, tracker: Tracker, parent_id: str, space: SearchSpace
 ) -> tuple[list[TrialRecord], list[TrialRecord]]:
     """Recompute the front from the storage and publish it, with the study's headline
     (best feasible trial, trials by state, the front as a table), to the MLflow parent run.
@@ -154,6 +154,7 @@ def refresh_front(
     """
     import matplotlib.pyplot as plt
 
+    max_params = space.defaults.budget.max_params
     records = load_records(study)
     front = pareto_front(records, max_params)
     previous = study.user_attrs.get(FRONT_ATTR, [])
@@ -171,11 +172,32 @@ def refresh_front(
         plt.close(figure)
     study.set_user_attr(FRONT_ATTR, now)
     best = best_trial(records, max_params, study.direction.name.lower())
-    counts = count_states(records)
-    note = front_note(study.study_name, counts, best, front, max_params, tracker.experiment_id)
+    note = parent_note(study, space, records, tracker.experiment_id)
     finished = sum(1 for r in records if r.finished)
-    tracker.publish_summary(parent_id, headline_metrics(counts, best), note, step=finished)
+    tracker.publish_summary(
+        parent_id, headline_metrics(count_states(records), best), note, step=finished
+    )
     return records, front
+
+
+def parent_note(
+    study: optuna.Study, space: SearchSpace, records: list[TrialRecord], experiment_id: str
+) -> str:
+    """The parent run's description, built from the storage: the search's headline and
+    front, then, once ``sweep finalize`` has run, the final stage's results."""
+    max_params = space.defaults.budget.max_params
+    best = best_trial(records, max_params, space.direction)
+    counts = count_states(records)
+    front = pareto_front(records, max_params)
+    note = front_note(study.study_name, counts, best, front, max_params, experiment_id)
+    final = read_final(study, space, records)
+    if final is None:
+        return note
+    return (
+        note
+        + "\n"
+        + final_note(final.results, final.front, final.fidelity, final.proxy, experiment_id)
+    )
 
 
 def read_study(
@@ -272,7 +294,7 @@ def close_sweep(session: SweepSession) -> SweepSummary:
     summarise."""
     space, study, tracker = session.space, session.study, session.tracker
     max_params = space.defaults.budget.max_params
-    records, front = refresh_front(study, tracker, session.parent_id, max_params)
+    records, front = refresh_front(study, tracker, session.parent_id, space)
     if front:  # for optuna-dashboard, which draws no accuracy-vs-parameters plot itself
         upload_front(study, records, front, max_params, session.home)
     best = best_trial(records, max_params, space.direction)

@@ -10,8 +10,7 @@ from rich.table import Table
 
 from sweep.paths import sweep_home
 from sweep.search.fidelity import describe
-from sweep.search.final import export_choice
-from sweep.search.finalize import FinalReport, read_final
+from sweep.search.final import FinalReport, export_choice, read_final
 from sweep.search.pareto import STATES, TrialRecord, best_trial, count_states, pareto_front
 from sweep.search.study import read_study
 

@@ -55,7 +55,6 @@ RUNS_VIEW = {
     ],
 }
 FRONT_ATTR = "pareto_trials"
-STAGES = ("search", "final")  # a study's trials, then `sweep finalize`'s
 # How long a process that just published a new parent run waits before reading the study's
 # attribute back: long enough for a rival that read "no parent" at the same moment to have
 # written its own, so both see the same last writer.
@@ -365,25 +364,12 @@ class Tracker:
         self, parent_id: str, metrics: Mapping[str, float], note: str, step: int
     ) -> None:
         """Log the study's headline on the parent run: metrics at ``step`` (finished trials)
-        and the description (``mlflow.note.content``) the run page shows first.
-
-        The description has a part per stage (this tracker's ``stage``): the search's front
-        first, then the final stage's results once ``sweep finalize`` has run; each stage
-        refreshes its own part and keeps the other's.
-        """
-        sections = {stage: f"sweep.note.{stage}" for stage in STAGES}
-        kept = self.client.get_run(parent_id).data.tags
-        parts = [
-            note if stage == self.stage else kept.get(tag, "") for stage, tag in sections.items()
-        ]
+        and the description (``mlflow.note.content``) the run page shows first."""
         timestamp = int(mlflow.utils.time.get_current_time_millis())
         self.client.log_batch(
             parent_id,
             metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()],
-            tags=[
-                RunTag(sections[self.stage], note),
-                RunTag(NOTE_TAG, "\n".join(part for part in parts if part)),
-            ],
+            tags=[RunTag(NOTE_TAG, note)],
             synchronous=True,
         )
 
