@@ -191,3 +191,28 @@ def test_a_worker_killed_mid_training_is_retried_with_the_same_source_and_seed(
     failed = [r for r in found if r.info.run_id == held.run_id][0]
     assert failed.info.status == "FAILED" and failed.data.tags["stage"] == "final"
     assert not [r for r in found if r.info.status == "RUNNING"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--study", "nope"), "--study: no study named 'nope'"),
+        (("--study", "fin", "--seeds", "0"), "--seeds: must be at least 1"),
+        (("--study", "fin", "--top", "0"), "--top: must be at least 1"),
+        (
+            ("--study", "fin", "--set", "fidelity.final.epochs=0"),
+            "study fin: fidelity.final.epochs: must be >= 1",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_queues_nothing(
+    searched: dict, args: tuple[str, ...], message: str
+) -> None:
+    home = searched["home"]
+    before = len(load(home, "fin.final").trials)
+    journal = (home / "optuna.journal").read_bytes()
+    done = sweep(home, "finalize", *args, "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"sweep: error: {message}"]
+    assert (home / "optuna.journal").read_bytes() == journal
+    assert len(load(home, "fin.final").trials) == before
