@@ -18,7 +18,7 @@ between the proxy scores and the full-fidelity means of the K architectures fina
 each arm's best mean over seeds, the compute of each, and the ratio (b)/(a).
 
     python benchmarks/fidelity.py [--full-trials 14] [--proxy-trials 24] [--top 6]
-        [--seeds 2] [--space demo] [--data synthetic]
+        [--seeds 2] [--space demo] [--data synthetic] [--proxy 0.5,0.5,0.5]
 
 ``--data synthetic`` runs on generated food-11-shaped data (11 classes, JPEGs named
 ``<label>_<index>.jpg``, textured so that size and capacity matter) at 64 px instead.
@@ -45,8 +45,6 @@ from scipy.stats import spearmanr
 from sweep.search.final import pair_of
 from sweep.search.storage import open_storage
 
-PROXY = {"epochs": 0.5, "image_size": 0.5, "train_fraction": 0.5}  # shares of full fidelity
-
 
 def sweep(home: Path, *args: str) -> tuple[str, float]:
     """Run the CLI to the end; returns its output and wall time."""
@@ -63,25 +61,23 @@ def sweep(home: Path, *args: str) -> tuple[str, float]:
 
 
 def synthetic_food11(root: Path, per_class: tuple[int, int] = (40, 16), size: int = 72) -> Path:
-    """11 classes of textured JPEGs: class c is a grating of its own frequency and angle in
-    its own hue, under noise and a random phase and offset, so a student must see texture."""
+    """11 classes of textured JPEGs: class c is a grating of its own frequency and angle, in
+    a random hue, jittered and under heavy noise, so colour says nothing and a student must
+    see the texture (the digits and plain colours are learned perfectly by every student)."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
     for split, count in zip(("training", "validation"), per_class, strict=True):
         folder = root / split
         folder.mkdir(parents=True, exist_ok=True)
         for label in range(11):
-            angle = np.pi * label / 11
-            frequency = 3 + (label % 4) * 2
-            hue = np.array([np.cos(label), np.sin(label * 1.7), np.cos(label * 2.3)]) * 60 + 128
             for i in range(count):
-                phase = rng.uniform(0, 2 * np.pi)
-                wave = np.sin(
-                    2 * np.pi * frequency * (xx * np.cos(angle) + yy * np.sin(angle)) + phase
-                )
-                pixels = (
-                    hue[None, None, :] + 70 * wave[..., None] + rng.normal(0, 40, (size, size, 3))
-                )
+                angle = np.pi * (label % 6) / 6 + rng.normal(0, 0.12)
+                frequency = (3 if label < 6 else 5) * rng.uniform(0.85, 1.15)
+                along = xx * np.cos(angle) + yy * np.sin(angle)
+                wave = np.sin(2 * np.pi * frequency * along + rng.uniform(0, 2 * np.pi))
+                hue = rng.uniform(60, 200, 3)
+                noise = rng.normal(0, 70, (size, size, 3))
+                pixels = hue[None, None, :] + 45 * wave[..., None] + noise
                 image = np.clip(pixels, 0, 255).astype(np.uint8)
                 Image.fromarray(image).save(folder / f"{label}_{i}.jpg", quality=90)
     (root / "evaluation").mkdir(exist_ok=True)
@@ -129,7 +125,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=6, help="arm (b) finalizes its top K")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per finalized architecture")
     parser.add_argument("--epochs", type=int, default=8, help="full fidelity's epochs")
+    parser.add_argument(
+        "--proxy",
+        default="0.5,0.5,0.5",
+        metavar="E,S,F",
+        help="the proxy's epochs, image size and training share, as shares of full fidelity",
+    )
     args = parser.parse_args()
+    shares = [float(x) for x in args.proxy.split(",")]
+    proxy = dict(zip(("epochs", "image_size", "train_fraction"), shares, strict=True))
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -140,11 +144,11 @@ def main() -> None:
             size = 64
             sets += ["--data-dir", str(root), "--set", "dataset.name=food11"]
             sets += ["--set", "dataset.image_size=64", "--set", "dataset.resize=72"]
-        proxy_size = max(8, int(size * PROXY["image_size"]))
-        proxy_epochs = max(1, round(args.epochs * PROXY["epochs"]))
+        proxy_size = max(8, int(size * proxy["image_size"]))
+        proxy_epochs = max(1, round(args.epochs * proxy["epochs"]))
         fidelity = (
             f"fidelity={{search: {{epochs: {proxy_epochs}, image_size: {proxy_size}, "
-            f"train_fraction: {PROXY['train_fraction']}}}}}"
+            f"train_fraction: {proxy['train_fraction']}}}}}"
         )
         full_sets = [*sets, "--set", "study=full"]
         proxy_sets = [*sets, "--set", "study=proxy", "--set", fidelity]
@@ -203,7 +207,7 @@ def main() -> None:
         ((a_winner, a_seeds),) = a_scores.items()
         proxy_trials = load(home, "proxy").trials
         b_search = sum(
-            trial_compute(t, images, proxy_size, PROXY["train_fraction"]) for t in proxy_trials
+            trial_compute(t, images, proxy_size, proxy["train_fraction"]) for t in proxy_trials
         )
         finals = load(home, "proxy.final").trials
         b_finalize = sum(trial_compute(t, images, size, 1.0) for t in finals)
@@ -263,7 +267,7 @@ def main() -> None:
     print(
         f"space {args.space}, data {args.data}: full fidelity {args.epochs} epochs at {size} px "
         f"on {images} training images; proxy {proxy_epochs} epochs at {proxy_size} px on "
-        f"{PROXY['train_fraction']:.0%}; {args.seeds} seeds per finalized architecture"
+        f"{proxy['train_fraction']:.0%}; {args.seeds} seeds per finalized architecture"
     )
     print(
         f"{'arm':<22} {'trained':>7} {'compute (M img*ep*px)':>22} {'wall s':>7} "
