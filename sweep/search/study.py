@@ -28,6 +28,7 @@ from sweep.paths import (
     sweep_home,
     tracking_uri,
 )
+from sweep.search.fidelity import describe
 from sweep.search.final import STAGE_ATTR, pair_of, read_final
 from sweep.search.pareto import (
     TrialRecord,
@@ -189,7 +190,9 @@ def parent_note(
     best = best_trial(records, max_params, space.direction)
     counts = count_states(records)
     front = pareto_front(records, max_params)
-    note = front_note(study.study_name, counts, best, front, max_params, experiment_id)
+    note = front_note(
+        study.study_name, counts, best, front, max_params, experiment_id, describe(space.defaults)
+    )
     final = read_final(study, space, records)
     if final is None:
         return note

@@ -43,8 +43,12 @@ def front_note(
     front: Sequence[TrialRecord],
     max_params: int,
     experiment_id: str,
+    fidelity: str = "",
 ) -> str:
-    """The parent run's description: headline, trials by state, the front as a table."""
+    """The parent run's description: headline, trials by state, the front as a table.
+
+    ``fidelity`` says how the search trained its trials (``20 epochs at 112 px ...``).
+    """
     states = " · ".join(f"{counts[s]} {s}" for s in COUNTED if counts[s] or s == "complete")
     if best is None or best.val_acc is None or best.params is None:
         found = f"no complete trial within {max_params:,} parameters yet"
@@ -57,7 +61,7 @@ def front_note(
     lines = [
         f"### Study {study_name}: {found}",
         "",
-        f"Trials: {states}.",
+        f"Trials: {states}." + (f" Stage search: {fidelity}." if fidelity else ""),
         "",
         "**Pareto front** (accuracy vs parameters, fewest parameters first; "
         "stage: search). Each row links to the trial's run.",
@@ -108,6 +112,8 @@ def final_note(
     else:
         found = "no final training complete yet"
     lines = [
+        "---",
+        "",
         f"### Final stage: {found}",
         "",
         f"Stage final: {fidelity}, each architecture with several seeds; the proxy scores "
