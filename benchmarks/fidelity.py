@@ -60,7 +60,7 @@ def sweep(home: Path, *args: str) -> tuple[str, float]:
     return done.stdout, seconds
 
 
-def synthetic_food11(root: Path, per_class: tuple[int, int] = (40, 16), size: int = 72) -> Path:
+def synthetic_food11(root: Path, per_class: tuple[int, int], size: int) -> Path:
     """11 classes of textured JPEGs: class c is a grating of its own frequency and angle, in
     a random hue, jittered and under heavy noise, so colour says nothing and a student must
     see the texture (the digits and plain colours are learned perfectly by every student)."""
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=6, help="arm (b) finalizes its top K")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per finalized architecture")
     parser.add_argument("--epochs", type=int, default=8, help="full fidelity's epochs")
+    parser.add_argument("--size", type=int, default=64, help="synthetic: image size")
+    parser.add_argument("--per-class", type=int, default=40, help="synthetic: training images")
     parser.add_argument(
         "--proxy",
         default="0.5,0.5,0.5",
@@ -140,10 +142,11 @@ def main() -> None:
         sets = ["--set", f"fixed.epochs={args.epochs}"]
         size = 32
         if args.data == "synthetic":
-            root = synthetic_food11(Path(tmp) / "food11")
-            size = 64
+            size = args.size
+            resize = round(size * 9 / 8)
+            root = synthetic_food11(Path(tmp) / "food11", (args.per_class, 16), resize)
             sets += ["--data-dir", str(root), "--set", "dataset.name=food11"]
-            sets += ["--set", "dataset.image_size=64", "--set", "dataset.resize=72"]
+            sets += ["--set", f"dataset.image_size={size}", "--set", f"dataset.resize={resize}"]
         proxy_size = max(8, int(size * proxy["image_size"]))
         proxy_epochs = max(1, round(args.epochs * proxy["epochs"]))
         fidelity = (
