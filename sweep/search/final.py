@@ -278,7 +278,6 @@ class FinalReport:
     front: list[FinalResult]
     fidelity: str  # the final stage in words
     proxy: str  # the search stage in words
-    seeds: int  # asked per architecture (the last finalize's)
 
 
 def read_final(
@@ -300,8 +299,6 @@ def read_final(
     study = optuna.load_study(study_name=final.study_name, storage=storage)
     max_params = space.defaults.budget.max_params
     results = final_results(records, study.get_trials(deepcopy=False), max_params)
-    wanted = study.user_attrs.get(WANTED_ATTR, [])
-    seeds = max((seed for _, seed in wanted), default=-1) + 1
     return FinalReport(
-        results, final_front(results), describe(final.defaults), describe(space.defaults), seeds
+        results, final_front(results), describe(final.defaults), describe(space.defaults)
     )

@@ -176,3 +176,10 @@ def test_results_average_the_seeds_and_the_front_is_built_from_the_means() -> No
     result, seed, run, reason = export_choice(results)
     assert (result.source.number, seed, run.run_id) == (0, 0, "run-0-0")
     assert "trial 0 (final stage), seed 0" in reason and "0.8500 +- 0.0424" in reason
+
+
+def test_a_trial_nobody_queued_has_nothing_to_train() -> None:
+    final = optuna.create_study(study_name="s.final", direction="maximize")
+    trials = FinalTrials(parse_space(SPACE, "s.yaml").final(), _search_study())
+    with pytest.raises(SweepError, match="trial 0 was not queued by `sweep finalize`"):
+        trials.config(final.ask())
