@@ -26,8 +26,6 @@ from runners.slots import THREADS_ENV
 from runners.trial_progress import EpochProgressFile
 from sweep.errors import SweepError
 from sweep.paths import artifact_location, default_storage, sweep_home, tracking_uri
-from sweep.search.final import STAGE_ATTR
-from sweep.search.finalize import stored_space
 from sweep.search.preflight import preflight
 from sweep.search.space import SearchSpace
 from sweep.search.storage import open_storage
@@ -37,6 +35,7 @@ from sweep.search.study import (
     TARGET_ATTR,
     SweepSession,
     open_study,
+    stored_space,
 )
 from sweep.track.tracker import Tracker
 
@@ -125,8 +124,6 @@ def _join(
     storage = open_storage(storage_url, on_stale_trial=stale)
     study = open_study(study_name, storage)
     space, target, max_retries = study_settings(study, overrides, data_dir)
-    if study.user_attrs.get(STAGE_ATTR) == "final":  # `sweep finalize`'s queued trainings
-        space = space.final()
     checked = preflight(space, home)
     tracker = Tracker(
         tracking_uri(home), space.experiment_name, artifact_location(home), stage=space.stage

@@ -7,7 +7,6 @@ search: in this process or a pool (:mod:`runners.finalize`). ``sweep status`` an
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,16 +33,18 @@ from sweep.search.final import (
 )
 from sweep.search.pareto import TrialRecord
 from sweep.search.preflight import preflight
-from sweep.search.space import SearchSpace, apply_override, experiment_of, parse_space
-from sweep.search.storage import StaleTrialCallback, open_storage, study_names
+from sweep.search.space import experiment_of
+from sweep.search.storage import StaleTrialCallback, open_storage
 from sweep.search.study import (
     MAX_RETRIES_ATTR,
     SPACE_ATTR,
     TARGET_ATTR,
     SweepSession,
+    check_journal,
     load_records,
     open_study,
     parent_note,
+    stored_space,
 )
 from sweep.track.summary import final_metrics
 from sweep.track.tracker import PARENT_ATTR, Tracker, check_reachable
@@ -57,28 +58,6 @@ class FinalPlan:
     seeds: int
     target: int  # final trainings the final study will hold
     fidelity: str  # the final stage in words
-
-
-def stored_space(
-    study: optuna.Study, overrides: Sequence[str] = (), data_dir: str | None = None
-) -> SearchSpace:
-    """The space a study was run with (its user attrs), with this host's ``--set`` changes.
-
-    Raises:
-        SweepError: the study was not started by ``sweep run``.
-    """
-    if SPACE_ATTR not in study.user_attrs:
-        raise SweepError(
-            f"--study: {study.study_name}: has no search space; start it with "
-            f"`sweep run --space FILE --trials N` first"
-        )
-    document = copy.deepcopy(study.user_attrs[SPACE_ATTR])
-    for override in overrides:
-        apply_override(document, override, "--set")
-    if data_dir is not None:
-        apply_override(document, f"dataset.root={data_dir}", "--data-dir")
-    name = experiment_of(study.study_name)
-    return parse_space(document, f"study {name}", default_name=name)
 
 
 def open_final(
@@ -117,14 +96,10 @@ def open_final(
     say = say or (lambda _: None)
     home = home or sweep_home()
     storage_url = storage_url or default_storage(home)
-    if "://" not in storage_url and not Path(storage_url).expanduser().is_file():
-        raise SweepError(f"--study: no study named {study_name!r} (no journal {storage_url})")
+    check_journal(study_name, storage_url)
     storage = open_storage(storage_url, on_stale_trial=on_stale_trial)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if study_name not in study_names(storage):
-        known = ", ".join(study_names(storage)) or "none"
-        raise SweepError(f"--study: no study named {study_name!r} (studies: {known})")
-    search = optuna.load_study(study_name=study_name, storage=storage)
+    search = open_study(study_name, storage)
     space = stored_space(search, overrides, data_dir)
     final = space.final()
     seeds = seeds or space.fidelity.seeds
@@ -180,7 +155,7 @@ def publish_final(session: SweepSession) -> list[FinalResult]:
     report = read_final(search, space, records)
     results = report.results if report is not None else []
     tracker = session.tracker
-    note = parent_note(search, space, records, tracker.experiment_id)
+    note = parent_note(search, space, records, report, tracker.experiment_id)
     trials = session.study.get_trials(deepcopy=False)
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     tracker.publish_summary(session.parent_id, final_metrics(results, complete), note, complete)

@@ -8,8 +8,9 @@ only over-budget models stops with a message instead of looping.
 
 from __future__ import annotations
 
+import copy
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from sweep.paths import (
     tracking_uri,
 )
 from sweep.search.fidelity import describe
-from sweep.search.final import STAGE_ATTR, pair_of, read_final
+from sweep.search.final import STAGE_ATTR, FinalReport, pair_of, read_final
 from sweep.search.pareto import (
     TrialRecord,
     best_trial,
@@ -40,7 +41,7 @@ from sweep.search.pareto import (
 )
 from sweep.search.preflight import preflight
 from sweep.search.samplers import make_pruner, make_sampler
-from sweep.search.space import SearchSpace, parse_space
+from sweep.search.space import SearchSpace, apply_override, experiment_of, parse_space
 from sweep.search.storage import StaleTrialCallback, open_storage, study_names
 from sweep.track.dashboard import upload_front
 from sweep.track.plots import front_figure
@@ -173,7 +174,8 @@ def refresh_front(
         plt.close(figure)
     study.set_user_attr(FRONT_ATTR, now)
     best = best_trial(records, max_params, study.direction.name.lower())
-    note = parent_note(study, space, records, tracker.experiment_id)
+    final = read_final(study, space, records)
+    note = parent_note(study, space, records, final, tracker.experiment_id)
     finished = sum(1 for r in records if r.finished)
     tracker.publish_summary(
         parent_id, headline_metrics(count_states(records), best), note, step=finished
@@ -182,10 +184,15 @@ def refresh_front(
 
 
 def parent_note(
-    study: optuna.Study, space: SearchSpace, records: list[TrialRecord], experiment_id: str
+    study: optuna.Study,
+    space: SearchSpace,
+    records: list[TrialRecord],
+    final: FinalReport | None,
+    experiment_id: str,
 ) -> str:
     """The parent run's description, built from the storage: the search's headline and
-    front, then, once ``sweep finalize`` has run, the final stage's results."""
+    front, then, once ``sweep finalize`` has run, the final stage's results (``final``,
+    :func:`~sweep.search.final.read_final`)."""
     max_params = space.defaults.budget.max_params
     best = best_trial(records, max_params, space.direction)
     counts = count_states(records)
@@ -193,7 +200,6 @@ def parent_note(
     note = front_note(
         study.study_name, counts, best, front, max_params, experiment_id, describe(space.defaults)
     )
-    final = read_final(study, space, records)
     if final is None:
         return note
     return (
@@ -209,14 +215,44 @@ def read_study(
     """An existing study, the space it was run with (kept in its user attrs) and its trials."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage_url = storage_url or default_storage(home)
-    if "://" not in storage_url and not Path(storage_url).expanduser().is_file():
-        # Opening a journal creates it: a look at a study that is not there must not.
-        raise SweepError(f"--study: no study named {study_name!r} (no journal {storage_url})")
+    check_journal(study_name, storage_url)
     study = open_study(study_name, open_storage(storage_url))
-    space = parse_space(study.user_attrs[SPACE_ATTR], f"study {study_name}")
-    if study.user_attrs.get(STAGE_ATTR) == "final":  # `sweep finalize`'s own study
-        space = space.final()
-    return study, space, load_records(study)
+    return study, stored_space(study), load_records(study)
+
+
+def check_journal(study_name: str, storage_url: str) -> None:
+    """Refuse a journal file that is not there: opening one creates it, and a look at a
+    study that does not exist must not.
+
+    Raises:
+        SweepError: naming the study and the missing journal.
+    """
+    if "://" not in storage_url and not Path(storage_url).expanduser().is_file():
+        raise SweepError(f"--study: no study named {study_name!r} (no journal {storage_url})")
+
+
+def stored_space(
+    study: optuna.Study, overrides: Sequence[str] = (), data_dir: str | None = None
+) -> SearchSpace:
+    """The space a study was run with (its user attrs), with this host's ``--set`` changes;
+    at its final stage for ``sweep finalize``'s own study.
+
+    Raises:
+        SweepError: the study was not started by ``sweep run``.
+    """
+    if SPACE_ATTR not in study.user_attrs:
+        raise SweepError(
+            f"--study: {study.study_name}: has no search space; start it with "
+            f"`sweep run --space FILE --trials N` first"
+        )
+    document = copy.deepcopy(study.user_attrs[SPACE_ATTR])
+    for override in overrides:
+        apply_override(document, override, "--set")
+    if data_dir is not None:
+        apply_override(document, f"dataset.root={data_dir}", "--data-dir")
+    name = experiment_of(study.study_name)
+    space = parse_space(document, f"study {name}", default_name=name)
+    return space.final() if study.user_attrs.get(STAGE_ATTR) == "final" else space
 
 
 def open_sweep(
