@@ -44,12 +44,12 @@ from optuna.trial import TrialState
 from sweep.config import DatasetConfig, KDConfig, TrainConfig
 from sweep.data.batches import build_cached_data
 from sweep.data.decoded import decoded_split
-from sweep.distill.soft_labels import soft_labels
-from sweep.distill.teacher import build_teacher
 from sweep.models.budget import count_params
 from sweep.models.registry import create_student
 from sweep.models.weights import save_state_dict
 from sweep.search.storage import open_storage
+from sweep.teacher.network import build_teacher
+from sweep.teacher.soft_labels import soft_labels
 from sweep.train import resolve_device, train
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -30,11 +30,11 @@ from sweep.config import DatasetConfig, KDConfig, TrainConfig
 from sweep.data import build_data
 from sweep.data.batches import build_cached_data
 from sweep.data.decoded import decoded_split
-from sweep.distill.soft_labels import soft_labels
-from sweep.distill.teacher import build_teacher
 from sweep.models.budget import count_params
 from sweep.models.registry import create_student
 from sweep.models.weights import save_state_dict
+from sweep.teacher.network import build_teacher
+from sweep.teacher.soft_labels import soft_labels
 from sweep.train import resolve_device, train
 
 CLASSES = 11

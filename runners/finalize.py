@@ -16,7 +16,7 @@ from pathlib import Path
 from runners.recovery import StaleTrialRetry
 from runners.session import close_final
 from runners.slots import PoolOptions, plan_slots, usable_cpus
-from sweep.search.final import FinalResult
+from sweep.records import FinalResult
 from sweep.search.finalize import FinalPlan, open_final
 from sweep.track.progress import preparing
 

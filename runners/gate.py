@@ -22,7 +22,8 @@ import optuna
 from filelock import FileLock
 from optuna.trial import TrialState
 
-from sweep.search.pareto import TrialRecord, record
+from sweep.records import TrialRecord
+from sweep.search.pareto import record
 
 StopCheck = Callable[[list[TrialRecord]], None]
 

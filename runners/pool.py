@@ -31,7 +31,6 @@ from runners.recovery import fail_orphans, reap_dead_workers, release_trial
 from runners.session import close_session, open_session
 from runners.slots import PoolOptions, Slot, plan_slots, slot_env, usable_cpus
 from runners.worker import POOL_PARENT_ENV, stop_on_sigterm
-from sweep.distill.teacher_store import study_teacher
 from sweep.errors import SweepError
 from sweep.paths import study_lock_path, workers_dir
 from sweep.search.space import SearchSpace
@@ -40,6 +39,7 @@ from sweep.search.study import (
     SweepSummary,
     parent_running,
 )
+from sweep.search.study_teacher import study_teacher
 from sweep.track.progress import preparing
 
 POLL_SECONDS = 0.5

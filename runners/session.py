@@ -15,10 +15,10 @@ import optuna
 from runners.gate import StopCheck
 from runners.loop import TrialLoop
 from runners.recovery import StaleTrialRetry
-from sweep.distill.teacher_store import study_teacher
 from sweep.paths import study_lock_path
+from sweep.records import FinalResult, TrialRecord
 from sweep.search.best import register_best, register_final
-from sweep.search.final import FinalResult, FinalTrials, export_choice, refill
+from sweep.search.final import FinalTrials, export_choice, refill
 from sweep.search.finalize import publish_final
 from sweep.search.objective import (
     NoProgress,
@@ -28,7 +28,6 @@ from sweep.search.objective import (
     TrialProgress,
     TrialSource,
 )
-from sweep.search.pareto import TrialRecord
 from sweep.search.space import SearchSpace, experiment_of
 from sweep.search.study import (
     SweepSession,
@@ -39,6 +38,7 @@ from sweep.search.study import (
     open_sweep,
     refresh_front,
 )
+from sweep.search.study_teacher import study_teacher
 from sweep.track.progress import SweepProgress, preparing
 
 

@@ -123,6 +123,11 @@ def evaluate(model: nn.Module, loader: Iterable[Any], device: torch.device) -> t
     return correct.item() / count, loss_sum.item() / count
 
 
+def cpu_accuracy(model: nn.Module, loader: Iterable[Any]) -> float:
+    """Accuracy of ``model`` on ``loader``, run on the CPU (an int8 program runs there)."""
+    return evaluate(model, loader, torch.device("cpu"))[0]
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adamw":

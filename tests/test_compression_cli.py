@@ -25,8 +25,8 @@ from sweep.compress.plan import build_planned
 from sweep.compress.quantize import load_quantized
 from sweep.config import from_dict
 from sweep.models.budget import count_params
-from sweep.models.checkpoints import load_checkpoint_model
 from sweep.models.registry import create_student
+from sweep.teacher.checkpoints import load_checkpoint_model
 
 BASE = {
     "dataset": TINY_DATASET,

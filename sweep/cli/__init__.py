@@ -15,11 +15,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from runners import cli as runner_commands
-from sweep.cli import prune_curve, results, spaces, teacher
+from sweep.cli import prune_curve, results, run, spaces, teacher
 
-# `run` and `worker` start and watch processes, so they live with the runners.
-COMMAND_MODULES = (runner_commands, spaces, results, teacher, prune_curve)
+COMMAND_MODULES = (run, spaces, results, teacher, prune_curve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,7 +52,7 @@ def add_parsers(commands: Any) -> None:
 
 
 def _prune_curve(args: argparse.Namespace) -> int:
-    from sweep.compress.prune_curve import EXPERIMENT, CurvePoint, parse_rates, run_prune_curve
+    from sweep.results.prune_curve import EXPERIMENT, CurvePoint, parse_rates, run_prune_curve
     from sweep.search.space import load_space
 
     rates = parse_rates(args.rates)

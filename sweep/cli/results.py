@@ -63,7 +63,7 @@ def add_parsers(commands: Any) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sweep.track.status import print_status
+    from sweep.results.status import print_status
 
     print_status(args.study, args.storage)
     return 0
@@ -76,7 +76,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from sweep.track.dashboard import serve_dashboard
+    from sweep.results.dashboard import serve_dashboard
 
     try:
         serve_dashboard(args.storage, args.host, args.port)
@@ -86,7 +86,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sweep.export import export_best
+    from sweep.results.export import export_best
 
     result = export_best(
         args.study,
@@ -110,7 +110,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from sweep.export import predict
+    from sweep.results.export import predict
 
     rows = predict(args.study, args.data_dir, args.out, args.storage)
     print(f"wrote {rows} predictions to {args.out}")

@@ -31,10 +31,10 @@ def _on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sweep.distill.teacher_store import ensure_teacher, teacher_path
     from sweep.paths import sweep_home
     from sweep.search.preflight import preflight
     from sweep.search.space import load_space
+    from sweep.teacher.store import ensure_teacher, teacher_path
 
     space = load_space(args.space, args.overrides, args.data_dir)
     home = sweep_home()
@@ -49,13 +49,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from sweep.distill.teacher_store import ensure_teacher
     from sweep.errors import SweepError
     from sweep.paths import sweep_home
     from sweep.search.preflight import preflight
     from sweep.search.space import load_space
+    from sweep.teacher.store import ensure_teacher
+    from sweep.teacher.trial_data import study_soft_labels
     from sweep.train import resolve_device
-    from sweep.trial_data import study_soft_labels
 
     if args.views is not None and args.views < 1:
         raise SweepError("--views: must be at least 1")

@@ -39,7 +39,7 @@ import io
 import itertools
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -213,7 +213,11 @@ class FrozenProgram(nn.Module):
 
 
 def quantize_and_measure(
-    model: nn.Module, data: Any, image_size: int, calibration_batches: int
+    model: nn.Module,
+    data: Any,
+    image_size: int,
+    calibration_batches: int,
+    accuracy: Callable[[nn.Module, Iterable[Any]], float],
 ) -> tuple[QuantizedResult, dict[str, float]]:
     """Quantize a trained student, calibrated on its first training batches, and measure it.
 
@@ -222,18 +226,17 @@ def quantize_and_measure(
         data: has ``train`` (calibration: the images of its first batches) and ``val``.
         image_size: the images' side length.
         calibration_batches: how many training batches calibrate the activation ranges.
+        accuracy: a model's accuracy on a loader, on the CPU (:func:`sweep.train.cpu_accuracy`;
+            passed in because training is a layer above compression).
 
     Returns:
         The int8 result, and ``int8_val_acc``, ``int8_bytes``, ``float_bytes`` and
         ``int8_program_bytes`` for logging next to the float model's numbers.
     """
-    from sweep.train import evaluate
-
     images = (batch[0] for batch in data.train)
     result = quantize_int8(model, itertools.islice(images, calibration_batches), image_size)
-    accuracy, _ = evaluate(FrozenProgram(result.model), data.val, torch.device("cpu"))
     return result, {
-        "int8_val_acc": accuracy,
+        "int8_val_acc": accuracy(FrozenProgram(result.model), data.val),
         "int8_bytes": result.int8_bytes,
         "float_bytes": result.float_bytes,
         "int8_program_bytes": result.program_bytes,

@@ -5,7 +5,7 @@ cache); each batch is gathered, moved to the device as uint8 (a quarter of float
 and cropped, flipped, jittered and normalised there in one batched pass. A training epoch
 uses augmentation view ``epoch mod views``: every image's crop in that view is a function of
 (image index, view seed) alone, which is what lets the teacher's logits be computed once per
-view and replayed by every trial (:mod:`sweep.distill.soft_labels`).
+view and replayed by every trial (:mod:`sweep.teacher.soft_labels`).
 """
 
 from __future__ import annotations

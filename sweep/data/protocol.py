@@ -36,7 +36,7 @@ class TrainData(Protocol):
 
 
 class TeacherLogits(Protocol):
-    """Stored teacher logits (:class:`~sweep.distill.soft_labels.SoftLabels`)."""
+    """Stored teacher logits (:class:`~sweep.teacher.soft_labels.SoftLabels`)."""
 
     def batch(self, view: int, indices: np.ndarray) -> Tensor:
         """The logits of ``indices`` in augmented view ``view``."""

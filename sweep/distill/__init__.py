@@ -1,7 +1,8 @@
 """Knowledge distillation: losses, temperature schedules, the distillers by kd.method.
 
-The teacher's own modules (``teacher``, ``teacher_store``, ``soft_labels``, ``assistant``)
-train through :mod:`sweep.train`, which imports this package: import them by module path."""
+What a training step asks of distillation, and nothing more: the teacher itself (building,
+training, storing it, its soft labels, TAKD's assistant) is :mod:`sweep.teacher`, a layer
+above :mod:`sweep.train`."""
 
 from sweep.distill.base import DistillBatch, Distiller, distiller_class, register_distiller
 from sweep.distill.distillers import make_distiller, replays_soft_labels, trial_teacher

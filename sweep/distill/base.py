@@ -28,7 +28,8 @@ Autocast = Callable[[], contextlib.AbstractContextManager[Any]]
 class TeacherContext(Protocol):
     """What a distiller may read of a trial's context to pick or build the network that teaches.
 
-    :class:`~sweep.search.objective.TrialContext` is one; distillation does not import it.
+    :class:`~sweep.search.objective.TrialContext` is one; distillation does not import it, nor
+    the teacher package that trains an assistant (a layer above this one).
     """
 
     home: Path
@@ -38,6 +39,10 @@ class TeacherContext(Protocol):
 
     def data(self, cfg: TrialConfig) -> TrainData:
         """The data of a trial with settings ``cfg``."""
+        ...
+
+    def assistant(self, cfg: TrialConfig) -> nn.Module:
+        """TAKD's assistant for ``cfg``: distilled from the teacher once, then reused."""
         ...
 
 

@@ -113,8 +113,9 @@ class FeatureDistiller(Distiller):
 class AssistantDistiller(Distiller):
     """TAKD: Hinton's loss, taught by an assistant first distilled from the teacher.
 
-    The assistant (:func:`sweep.distill.assistant.ensure_assistant`) is trained once per
-    study setting and cached; it runs live on each batch, so soft labels are not replayed.
+    The assistant comes from the trial's context (``context.assistant``, which
+    :func:`sweep.teacher.assistant.ensure_assistant` trains once per study setting and
+    caches); it runs live on each batch, so soft labels are not replayed.
     """
 
     replays_soft_labels = False  # the assistant's logits are not cached
@@ -126,10 +127,7 @@ class AssistantDistiller(Distiller):
         """The assistant, distilled from the study's teacher (once), when ``kd.alpha`` > 0."""
         if not cls.needs_teacher(cfg):
             return None
-        # Late: the assistant trains through sweep.train, which imports this package.
-        from sweep.distill.assistant import ensure_assistant
-
-        return ensure_assistant(cfg, context)
+        return context.assistant(cfg)
 
 
 @register_distiller("dml")

@@ -7,7 +7,7 @@ anything is written), ``storage``, ``study`` (open, resume, publish the front),
 
 from sweep.search.best import find_best, load_trial_model, register_best
 from sweep.search.objective import Objective, TrialContext
-from sweep.search.pareto import TrialRecord, best_trial, pareto_front
+from sweep.search.pareto import best_trial, pareto_front
 from sweep.search.preflight import preflight
 from sweep.search.samplers import make_pruner, make_sampler
 from sweep.search.space import SearchSpace, load_space, parse_space
@@ -20,7 +20,6 @@ __all__ = [
     "SweepSession",
     "SweepSummary",
     "TrialContext",
-    "TrialRecord",
     "best_trial",
     "find_best",
     "load_space",

@@ -1,7 +1,7 @@
 """A study's best student: which trial it is, and its trained model from the trial's run.
 
 ``sweep export``, ``sweep predict`` and the model registry read the best feasible trial here.
-The trial's MLflow run holds its :class:`~sweep.models.artifact.StudentArtifact`
+The trial's MLflow run holds its :class:`~sweep.compress.artifact.StudentArtifact`
 (``config.yaml`` + ``checkpoint/student.ckpt``).
 """
 
@@ -16,12 +16,13 @@ import optuna
 import torch
 from filelock import FileLock
 
+from sweep.compress.artifact import RUN_CONFIG, RUN_WEIGHTS, StudentArtifact
 from sweep.errors import CheckpointError, SweepError
-from sweep.models.artifact import RUN_CONFIG, RUN_WEIGHTS, StudentArtifact
 from sweep.paths import tracking_uri
+from sweep.records import FinalResult, TrialRecord
 from sweep.search.fidelity import describe
-from sweep.search.final import FinalResult, export_choice, read_final
-from sweep.search.pareto import TrialRecord, best_trial
+from sweep.search.final import export_choice, read_final
+from sweep.search.pareto import best_trial
 from sweep.search.space import experiment_of
 from sweep.search.study import read_study
 from sweep.track.tracker import Tracker

@@ -16,19 +16,18 @@ built from the means.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.config import TrialConfig
 from sweep.errors import SweepError
+from sweep.records import FinalResult, TrialRecord
 from sweep.search.duplicates import earlier_with_same_settings, taken_trials
 from sweep.search.fidelity import describe
-from sweep.search.pareto import TrialRecord, feasible_complete, pareto_front, record
+from sweep.search.pareto import feasible_complete, pareto_front, record
 from sweep.search.space import SearchSpace
 from sweep.search.storage import study_names
 
@@ -168,43 +167,6 @@ class FinalTrials:
     def duplicate(self, trial: optuna.Trial) -> FrozenTrial | None:
         """An earlier trial training the same source trial with the same seed."""
         return earlier_with_same_settings(trial, taken_trials(trial), settings=pair_of)
-
-
-@dataclass(frozen=True)
-class FinalResult:
-    """One finalized architecture: its search trial and its final trainings so far."""
-
-    source: TrialRecord  # the search trial: proxy score, parameters, family
-    runs: tuple[TrialRecord, ...]  # its complete final trainings
-    seeds: tuple[int, ...]  # their seeds, in the order of ``runs``
-    wanted: int  # seeds asked for
-
-    @cached_property
-    def mean(self) -> float:
-        """Mean final validation accuracy over the seeds finished."""
-        return statistics.fmean(r.val_acc or 0.0 for r in self.runs)
-
-    @cached_property
-    def std(self) -> float | None:
-        """Sample standard deviation over the seeds (None with one seed)."""
-        if len(self.runs) < 2:
-            return None
-        return statistics.stdev(r.val_acc or 0.0 for r in self.runs)
-
-    @property
-    def params(self) -> int:
-        """The architecture's parameter count (the same at both fidelities)."""
-        return self.runs[0].params or self.source.params or 0
-
-    @property
-    def macs(self) -> int | None:
-        """Multiply-adds at the final image size."""
-        return self.runs[0].macs
-
-    def best_seed(self) -> tuple[int, TrialRecord]:
-        """The seed with the best validation accuracy, and its training."""
-        index = max(range(len(self.runs)), key=lambda i: (self.runs[i].val_acc or 0.0, -i))
-        return self.seeds[index], self.runs[index]
 
 
 def final_results(

@@ -23,6 +23,7 @@ from sweep.paths import (
     sweep_home,
     tracking_uri,
 )
+from sweep.records import TrialRecord
 from sweep.search.fidelity import describe
 from sweep.search.final import (
     STAGE_ATTR,
@@ -31,7 +32,6 @@ from sweep.search.final import (
     queue_pairs,
     read_final,
 )
-from sweep.search.pareto import TrialRecord
 from sweep.search.preflight import preflight
 from sweep.search.space import experiment_of
 from sweep.search.storage import StaleTrialCallback, open_storage

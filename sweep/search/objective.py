@@ -22,21 +22,22 @@ from typing import Any, Protocol
 import optuna
 import torch
 
+from sweep.compress.artifact import RUN_WEIGHTS, StudentArtifact
 from sweep.compress.plan import Plan, build_planned, check_schedule, plan_trial
 from sweep.compress.stages import make_stages
 from sweep.config import TrialConfig, flatten
 from sweep.data.protocol import TrainData
 from sweep.distill.distillers import make_distiller, trial_teacher
-from sweep.distill.soft_labels import SoftLabels
-from sweep.models.artifact import RUN_WEIGHTS, StudentArtifact
 from sweep.models.budget import BudgetReport, count_macs, count_params, model_summary
 from sweep.models.registry import create_student, validate_student_options
 from sweep.models.weights import save_state_dict
 from sweep.search.duplicates import earlier_with_same_settings, taken_trials
 from sweep.search.space import SearchSpace
+from sweep.teacher.assistant import ensure_assistant
+from sweep.teacher.soft_labels import SoftLabels
+from sweep.teacher.trial_data import study_soft_labels, trial_data, uses_cached_teacher
 from sweep.track.tracker import Tracker
-from sweep.train import resolve_device, train
-from sweep.trial_data import study_soft_labels, trial_data, uses_cached_teacher
+from sweep.train import cpu_accuracy, resolve_device, train
 
 CONSTRAINT = "params_over_budget"
 
@@ -132,7 +133,7 @@ class TrialContext:
         self._data = functools.lru_cache(maxsize=1)(self._load_data)
 
     def data(self, cfg: TrialConfig) -> TrainData:
-        """The trial's data (see :mod:`sweep.trial_data`), built once per distinct setting."""
+        """The trial's data (:mod:`sweep.teacher.trial_data`), built once per distinct setting."""
         device = resolve_device(cfg.train.device)
         soft = None
         if uses_cached_teacher(cfg) and self.teacher is not None and self.teacher_path:
@@ -141,6 +142,10 @@ class TrialContext:
         train = cfg.train
         key = (cfg.dataset, train.batch_size, train.seed, train.num_workers, cfg.kd.views)
         return self._data(_Setting((*key, soft is not None, str(device)), cfg, device, soft))
+
+    def assistant(self, cfg: TrialConfig) -> torch.nn.Module:
+        """TAKD's assistant for ``cfg``, distilled from the study's teacher once."""
+        return ensure_assistant(cfg, self)
 
     def _load_soft_labels(self, setting: _Setting) -> SoftLabels:
         assert self.teacher is not None and self.teacher_path is not None
@@ -324,7 +329,7 @@ class Objective:
         from sweep.compress.quantize import quantize_and_measure, save_quantized
 
         result, measured = quantize_and_measure(
-            model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches
+            model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches, cpu_accuracy
         )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "student_int8.pt2"

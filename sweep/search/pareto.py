@@ -10,33 +10,22 @@ their accuracy is not comparable and they stay off the front.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-STATES = ("complete", "early-stopped", "infeasible", "duplicate", "failed", "running")
+from sweep.records import STATES, TrialRecord
 
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """What the front, the status table and export need to know of one trial."""
-
-    number: int
-    state: str
-    value: float | None
-    val_acc: float | None
-    params: int | None
-    macs: int | None
-    run_id: str | None
-    family: str | None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        """Counts toward ``--trials``: trained to the end or stopped early."""
-        return self.state in ("complete", "early-stopped")
-
+__all__ = [
+    "STATES",
+    "TrialRecord",
+    "best_trial",
+    "count_states",
+    "feasible_complete",
+    "infeasible_streak",
+    "pareto_front",
+    "record",
+    "trial_state",
+]
 
 def trial_state(trial: FrozenTrial) -> str:
     """Our name for an Optuna trial's state (infeasible and duplicate trials are PRUNED with a

@@ -12,11 +12,11 @@ from pathlib import Path
 from sweep.compress.plan import check_schedule, sampler_count
 from sweep.data.folders import check_readable
 from sweep.data.loaders import planned_num_classes
-from sweep.distill.teacher import load_teacher
 from sweep.errors import CheckpointError, ConfigError, SweepError
 from sweep.models.registry import validate_student_options
 from sweep.search.samplers import make_pruner, make_sampler
 from sweep.search.space import SearchSpace
+from sweep.teacher.network import load_teacher
 
 
 @dataclass(frozen=True)

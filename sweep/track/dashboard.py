@@ -1,15 +1,11 @@
-"""The study as optuna-dashboard shows it: the front as a study artifact, and ``sweep
-dashboard``, which serves the dashboard on the sweep's own storage and lock.
+"""The study as optuna-dashboard shows it: the front as a study artifact (``sweep dashboard``,
+which serves the dashboard, is :mod:`sweep.results.dashboard`).
 
 The objective's name (``val_acc``) and the budget constraint are set on the study and its
 trials by :mod:`sweep.search.study` and :mod:`sweep.search.objective`; here the picture the
 dashboard cannot draw for a single objective, accuracy against parameters, is uploaded as an
 artifact of the study (Optuna's own artifact API), which the dashboard lists and shows.
 
-A journal is written under sweep's ``flock`` (:class:`sweep.search.storage.JournalFlock`),
-while ``optuna-dashboard FILE`` would write (notes, deletes) under Optuna's symlink lock: the
-two do not exclude each other. ``sweep dashboard`` opens the journal with sweep's lock, so
-whatever the dashboard writes is safe while a sweep runs.
 """
 
 from __future__ import annotations
@@ -19,12 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweep.paths import default_storage, sweep_home
+from sweep.records import TrialRecord
 
-if TYPE_CHECKING:  # at run time search imports this module, not the other way round
+if TYPE_CHECKING:  # optuna is imported when a front is uploaded, not with this module
     import optuna
-
-    from sweep.search.pareto import TrialRecord
 
 FRONT_ARTIFACT = "pareto.png"
 
@@ -62,21 +56,3 @@ def upload_front(
             )
     finally:
         plt.close(figure)
-
-
-def serve_dashboard(
-    storage_url: str | None, host: str, port: int, home: Path | None = None
-) -> None:
-    """Serve optuna-dashboard on the sweep's storage (journal under sweep's lock) until
-    stopped, with the study artifacts (the front's picture)."""
-    from optuna.artifacts import FileSystemArtifactStore
-    from optuna_dashboard import run_server
-
-    from sweep.search.storage import open_storage
-
-    home = home or sweep_home()
-    storage = open_storage(storage_url or default_storage(home))
-    folder = artifact_dir(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"optuna-dashboard at http://{host}:{port}; Ctrl-C stops it", flush=True)
-    run_server(storage, host=host, port=port, artifact_store=FileSystemArtifactStore(str(folder)))

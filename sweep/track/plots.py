@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,8 +10,7 @@ matplotlib.use("Agg")  # headless: workers and CI have no display.
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-if TYPE_CHECKING:  # search builds on this package; only the type is needed here
-    from sweep.search.pareto import TrialRecord
+from sweep.records import TrialRecord
 
 
 def front_figure(

@@ -9,11 +9,8 @@ metrics, one point per refresh, so they chart the study's progress), and a descr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # at run time search imports this module, not the other way round
-    from sweep.search.final import FinalResult
-    from sweep.search.pareto import TrialRecord
+from sweep.records import FinalResult, TrialRecord
 
 # The state counts the parent logs, as ``trials_<state>``.
 COUNTED = ("complete", "early-stopped", "infeasible", "duplicate", "failed")

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import torch
@@ -26,9 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from sweep.errors import SweepError
-
-if TYPE_CHECKING:  # search builds on this package; only the type is needed here
-    from sweep.search.pareto import TrialRecord
+from sweep.records import TrialRecord
 
 PARENT_ATTR = "mlflow_parent_run_id"
 # MLflow 3's UI opens an experiment on the view this tag names; without it, an experiment

@@ -17,7 +17,6 @@ from conftest import tiny_loaders
 from sweep.compress.plan import plan_trial
 from sweep.compress.stages import make_stages
 from sweep.config import TrialConfig, build_config
-from sweep.distill.assistant import assistant_options, assistant_path
 from sweep.distill.base import DistillBatch
 from sweep.distill.distillers import (
     FeatureDistiller,
@@ -29,6 +28,7 @@ from sweep.distill.distillers import (
 from sweep.distill.taps import HintRegressor
 from sweep.models.budget import count_params
 from sweep.models.registry import create_student
+from sweep.teacher.assistant import assistant_options, assistant_path, ensure_assistant
 from sweep.train import train
 
 CLASSES = 3
@@ -255,6 +255,8 @@ def test_takd_distils_its_assistant_once(teacher: nn.Module, tmp_path: Path) -> 
     context = types.SimpleNamespace(
         teacher=teacher, teacher_path=teacher_path, home=tmp_path, num_classes=CLASSES, data=data
     )
+    # What TrialContext.assistant does; distillation asks the context, never the teacher package.
+    context.assistant = lambda cfg: ensure_assistant(cfg, context)
     settings = {"kd.assistant_width": 4, "kd.assistant_epochs": 1, "dataset.root": str(tmp_path)}
     cfg = config({"kd.method": "takd", "kd.alpha": 0.7, "train.epochs": 3, **settings})
     torch.manual_seed(0)

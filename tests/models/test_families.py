@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from test_budget import torchsummary_total
 from torch import nn
 
+from sweep.compress.artifact import StudentArtifact
 from sweep.compress.prune import prune_step, ratio_for_target, structured_pruner
 from sweep.config import build_config
 from sweep.distill.taps import student_taps, tap_shapes
 from sweep.errors import ConfigError
-from sweep.models.artifact import StudentArtifact
 from sweep.models.budget import count_params
 from sweep.models.families import SMALL_INPUT_OPTIONS
 from sweep.models.registry import (

@@ -15,7 +15,7 @@ from runners.local import run_sweep
 from sweep.search import objective
 from sweep.search.objective import interrupts_deferred
 from sweep.search.space import load_space
-from sweep.trial_data import study_soft_labels
+from sweep.teacher.trial_data import study_soft_labels
 
 
 def test_ctrl_c_inside_the_block_arrives_after_it() -> None:

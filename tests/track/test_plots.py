@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sweep.search.pareto import TrialRecord
+from sweep.records import TrialRecord
 from sweep.track.plots import front_figure
 
 

@@ -9,9 +9,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sweep.paths import sweep_home
+from sweep.records import STATES, TrialRecord
 from sweep.search.fidelity import describe
 from sweep.search.final import FinalReport, export_choice, read_final
-from sweep.search.pareto import STATES, TrialRecord, best_trial, count_states, pareto_front
+from sweep.search.pareto import best_trial, count_states, pareto_front
 from sweep.search.study import read_study
 
 

@@ -1,4 +1,4 @@
-"""Tests of sweep.trial_data: each setting picks its data path, and both paths serve the
+"""Tests of sweep.teacher.trial_data: each setting picks its data path, and both paths serve the
 same validation images."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 from sweep.config import build_config
 from sweep.data import DataBundle
 from sweep.data.batches import CachedData
-from sweep.trial_data import trial_data, uses_cached_teacher
+from sweep.teacher.trial_data import trial_data, uses_cached_teacher
 
 CPU = torch.device("cpu")
 

@@ -19,8 +19,8 @@ from sweep.data.batches import build_cached_data
 from sweep.data.decoded import decoded_split
 from sweep.data.protocol import TrainData
 from sweep.distill.distillers import replays_soft_labels
-from sweep.distill.soft_labels import SoftLabels, soft_labels
 from sweep.paths import cache_dir
+from sweep.teacher.soft_labels import SoftLabels, soft_labels
 
 
 def uses_cached_teacher(cfg: TrialConfig) -> bool:

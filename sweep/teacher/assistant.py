@@ -23,9 +23,9 @@ from torch import nn
 from sweep.config import KDConfig, TrialConfig
 from sweep.data import resolve_root
 from sweep.distill.base import TeacherContext
-from sweep.distill.teacher import teacher_train_config
 from sweep.models.registry import create_student
 from sweep.models.weights import save_state_dict
+from sweep.teacher.network import teacher_train_config
 from sweep.train import resolve_device, train
 
 # The assistant learns from the teacher with the default Hinton settings, so one assistant

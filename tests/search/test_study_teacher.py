@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sweep.distill.teacher_store import _may_distil, study_teacher
 from sweep.search.space import parse_space
+from sweep.search.study_teacher import _may_distil, study_teacher
 
 
 def space(fixed: dict[str, Any], params: dict[str, Any] | None = None) -> Any:

@@ -16,7 +16,13 @@ from torch import nn
 
 from conftest import TINY_DATASET, TINY_FIXED, TINY_TEACHER
 from sweep.cli import main
-from sweep.compress.prune_curve import (
+from sweep.config import build_config, to_dict
+from sweep.errors import CheckpointError, ConfigError, SweepError
+from sweep.models.budget import count_params
+from sweep.models.registry import create_student
+from sweep.models.weights import save_state_dict
+from sweep.paths import artifact_location, tracking_uri
+from sweep.results.prune_curve import (
     CSV_NAME,
     EXPERIMENT,
     KINDS,
@@ -27,14 +33,8 @@ from sweep.compress.prune_curve import (
     prune_curve,
     publish_curve,
 )
-from sweep.config import build_config, to_dict
-from sweep.distill.teacher import build_teacher
-from sweep.errors import CheckpointError, ConfigError, SweepError
-from sweep.models.budget import count_params
-from sweep.models.checkpoints import load_checkpoint_model
-from sweep.models.registry import create_student
-from sweep.models.weights import save_state_dict
-from sweep.paths import artifact_location, tracking_uri
+from sweep.teacher.checkpoints import load_checkpoint_model
+from sweep.teacher.network import build_teacher
 from sweep.track.tracker import Tracker
 from sweep.train import evaluate
 

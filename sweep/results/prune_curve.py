@@ -39,14 +39,14 @@ from sweep.compress.prune import (
 from sweep.data import dataset_num_classes
 from sweep.errors import SweepError
 from sweep.models.budget import count_params
-
-# The teacher module's reader: weights-only loading, one-line messages naming the file.
-from sweep.models.checkpoints import load_checkpoint_model
 from sweep.paths import artifact_location, sweep_home, tracking_uri
 from sweep.search.space import SearchSpace
+
+# The teacher module's reader: weights-only loading, one-line messages naming the file.
+from sweep.teacher.checkpoints import load_checkpoint_model
+from sweep.teacher.trial_data import trial_data
 from sweep.track.tracker import Tracker
 from sweep.train import evaluate, resolve_device
-from sweep.trial_data import trial_data
 
 EXPERIMENT = "sweep-prune-curves"
 KINDS = ("structured", "unstructured")

@@ -1,4 +1,4 @@
-"""Tests of sweep.distill.soft_labels and sweep.data.batches: cached teacher logits replay exactly
+"""Tests of sweep.teacher.soft_labels and sweep.data.batches: cached teacher logits replay exactly
 the images a trial regenerates, per view; the cache is keyed and built once."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from sweep.config import DatasetConfig
 from sweep.data.augment import augment_batch, sample_params
 from sweep.data.batches import TrainBatches, view_seeds
 from sweep.data.decoded import decoded_split
-from sweep.distill.soft_labels import soft_label_fingerprint, soft_labels
-from sweep.distill.teacher import build_teacher
 from sweep.models.weights import save_state_dict
+from sweep.teacher.network import build_teacher
+from sweep.teacher.soft_labels import soft_label_fingerprint, soft_labels
 
 CFG = DatasetConfig(
     name="food11",

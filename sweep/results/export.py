@@ -25,18 +25,18 @@ from typing import Any
 
 import torch
 
+from sweep.compress.artifact import EXPORT_CONFIG, EXPORT_WEIGHTS, StudentArtifact
 from sweep.config import TrialConfig
 from sweep.data import class_names, evaluation_loader
 from sweep.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from sweep.data.protocol import TrainData
 from sweep.errors import SweepError
-from sweep.models.artifact import EXPORT_CONFIG, EXPORT_WEIGHTS, StudentArtifact
 from sweep.models.budget import count_macs, count_params, torchsummary_table
 from sweep.models.standalone import load_module_state, standalone_source
 from sweep.paths import sweep_home
 from sweep.search.best import choose_model, load_trial_model
-from sweep.train import evaluate, resolve_device
-from sweep.trial_data import trial_data
+from sweep.teacher.trial_data import trial_data
+from sweep.train import cpu_accuracy, evaluate, resolve_device
 
 INT8_PROGRAM = "student_int8.pt2"
 STANDALONE = "student.py"  # the architecture in torch alone, for the hand-in
@@ -71,7 +71,7 @@ def export_best(
     Writes ``student_best.ckpt`` (state_dict), ``student.py`` (the architecture in torch
     alone; it loads the checkpoint), ``summary.txt`` (torchsummary's table with the budget
     and the margin), ``student_config.yaml`` (what rebuilds it in sweep,
-    :class:`~sweep.models.artifact.StudentArtifact`) and ``export.json``. With ``int8`` also
+    :class:`~sweep.compress.artifact.StudentArtifact`) and ``export.json``. With ``int8`` also
     ``student_int8.pt2``: static int8 (:mod:`sweep.compress.quantize`) calibrated on training
     batches, its validation accuracy and sizes next to the float model's in ``export.json``.
 
@@ -197,7 +197,7 @@ def _quantize(
     from sweep.compress.quantize import quantize_and_measure, save_quantized
 
     result, measured = quantize_and_measure(
-        model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches
+        model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches, cpu_accuracy
     )
     buffer = io.BytesIO()
     save_quantized(result, buffer)

@@ -18,15 +18,12 @@ from filelock import FileLock
 
 from sweep.config import TrialConfig, flatten
 from sweep.data import resolve_root
-from sweep.distill.base import distiller_class
-from sweep.distill.teacher import load_teacher, teacher_train_config, train_teacher
 from sweep.models.weights import save_state_dict
 from sweep.paths import artifact_location, teachers_dir, tracking_uri
-from sweep.search.space import SearchSpace
-from sweep.track.progress import SweepProgress
+from sweep.teacher.network import load_teacher, teacher_train_config, train_teacher
+from sweep.teacher.trial_data import trial_data
 from sweep.track.tracker import Tracker
 from sweep.train import resolve_device
-from sweep.trial_data import trial_data
 
 TEACHER_EXPERIMENT = "sweep-teachers"
 EpochLog = Callable[[int, int, dict[str, float]], None]
@@ -118,37 +115,3 @@ def train_and_save_teacher(
         return result.val_acc
     finally:
         tracker.client.set_terminated(run_id, status=status)
-
-
-def study_teacher(
-    space: SearchSpace, num_classes: int, home: Path, display: SweepProgress | None = None
-) -> tuple[torch.nn.Module | None, Path | None]:
-    """The study's teacher when any trial may distil (trained here once if needed).
-
-    Args:
-        space: the search space.
-        num_classes: classes of the data set.
-        home: the sweep home folder.
-        display: shows the teacher's epochs while it trains; None prints nothing.
-
-    Returns:
-        The teacher and its checkpoint, or ``(None, None)`` when no trial distils.
-    """
-    base = space.defaults
-    if not _may_distil(space):
-        return None, None
-
-    def on_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
-        if display is not None:
-            display.note(f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}")
-
-    return ensure_teacher(base, num_classes, home, on_epoch)
-
-
-def _may_distil(space: SearchSpace) -> bool:
-    """Whether any trial of the space may need the teacher (or an assistant made from it)."""
-    searched = {p.name for p in space.params}
-    if searched & {"kd.alpha", "kd.method"}:
-        return True
-    base = space.defaults
-    return distiller_class(base.kd.method).needs_teacher(base)

@@ -2,7 +2,7 @@
 
 A teacher is recognised by its keys. A student is rebuilt from its config
 (``student_config.yaml`` from ``sweep export``, or a trial's ``config.yaml``) through
-:class:`~sweep.models.artifact.StudentArtifact`, so a pruned or factorized student loads into the
+:class:`~sweep.compress.artifact.StudentArtifact`, so a pruned or factorized student loads into the
 architecture its training ended with.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from sweep.distill.teacher import load_teacher
+from sweep.compress.artifact import EXPORT_CONFIG, RUN_CONFIG, StudentArtifact
 from sweep.errors import CheckpointError, ConfigError
-from sweep.models.artifact import EXPORT_CONFIG, RUN_CONFIG, StudentArtifact
 from sweep.models.weights import load_state_dict_file
+from sweep.teacher.network import load_teacher
 
 CONFIG_NAMES = (EXPORT_CONFIG, RUN_CONFIG)  # `sweep export`'s, then a trial's
 TEACHER_KEYS = ("layer1.0.conv1.weight", "fc.weight")  # a ResNet18 has them, no student does

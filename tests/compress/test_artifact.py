@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
+from sweep.compress.artifact import StudentArtifact
 from sweep.compress.plan import build_planned
 from sweep.config import build_config, to_dict
 from sweep.errors import CheckpointError, ConfigError
-from sweep.models.artifact import StudentArtifact
 from sweep.models.budget import count_params
 from sweep.models.registry import create_student
 

@@ -1,4 +1,4 @@
-"""sweep.distill.teacher: the ResNet18 teacher's build, checkpoint I/O and training."""
+"""sweep.teacher.network: the ResNet18 teacher's build, checkpoint I/O and training."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sweep.config import TeacherConfig, TrainConfig
-from sweep.distill.teacher import build_teacher, load_teacher, teacher_train_config, train_teacher
 from sweep.errors import CheckpointError
 from sweep.models.weights import save_state_dict
+from sweep.teacher.network import build_teacher, load_teacher, teacher_train_config, train_teacher
 
 
 @pytest.fixture(scope="module")
