@@ -34,7 +34,7 @@ from runners.local import run_sweep
 from sweep.paths import tracking_uri
 from sweep.search.space import parse_space
 
-DEMO = Path(__file__).resolve().parents[1] / "sweep" / "spaces" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[1] / "search_spaces" / "demo.yaml"
 BASE_STUDENT = {"student.family": "dsconv", "student.stem": 16, "student.widths": [48, 96, 464]}
 WIDE = {"student.family": "dsconv", "student.stem": 32, "student.widths": [96, 192, 640]}
 

@@ -31,6 +31,23 @@ NonNegativeFloat = Annotated[float, Bound(ge=0.0)]
 Fraction = Annotated[float, Bound(ge=0.0, le=1.0)]
 Rate = Annotated[float, Bound(ge=0.0, lt=1.0)]
 
+# The one list of ``kd.method`` names: sweep.distill registers a distiller (and a feature
+# loss, where the method has one) under each, and refuses any other name.
+KD_METHOD_NAMES = ("hinton", "fitnet", "rkd", "dml", "takd")
+KDMethod = Literal[KD_METHOD_NAMES]  # type: ignore[valid-type]
+
+
+def check_kd_method(name: str) -> None:
+    """Refuse a name that is not in :data:`KD_METHOD_NAMES` (a registry's typo, a new method
+    not yet listed there).
+
+    Raises:
+        ValueError: names the method and the known ones.
+    """
+    if name not in KD_METHOD_NAMES:
+        known = ", ".join(KD_METHOD_NAMES)
+        raise ValueError(f"{name!r} is not a kd.method of sweep.config (known: {known})")
+
 
 @dataclass(frozen=True)
 class StudentConfig:
@@ -44,13 +61,13 @@ class StudentConfig:
 class KDConfig:
     """Knowledge-distillation settings: the method, and the Hinton loss on logits.
 
-    ``method`` names an entry of :data:`sweep.distill.methods.KD_METHODS`: ``hinton`` (logits),
+    ``method`` is one of :data:`KD_METHOD_NAMES`: ``hinton`` (logits),
     ``fitnet`` (a teacher stage's features through a 1x1 regressor), ``rkd`` (distances and
     angles between embeddings), ``dml`` (two students teach each other), ``takd`` (a teacher
     assistant of ``assistant_width`` is distilled first and teaches the student).
     """
 
-    method: Literal["hinton", "fitnet", "rkd", "dml", "takd"] = "hinton"
+    method: KDMethod = "hinton"
     alpha: Fraction = 0.5
     temperature_start: PositiveFloat = 4.0
     temperature_end: PositiveFloat = 4.0

@@ -37,7 +37,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> Path:
             "--set", "params.prune.method.choices=[none]", cwd=elsewhere,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        space = Path(__file__).resolve().parents[1] / "sweep" / "spaces" / "kd_small.yaml"
+        space = Path(__file__).resolve().parents[1] / "search_spaces" / "kd_small.yaml"
         assert f"space: {space} (bundled with sweep)" in done.stdout.splitlines()
     return home
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from torch import Tensor, nn
 
-from sweep.config import TrialConfig
+from sweep.config import TrialConfig, check_kd_method
 from sweep.data.protocol import TrainData
 from sweep.distill.losses import distillation_loss
 
@@ -135,11 +135,13 @@ def register_distiller(*methods: str) -> Callable[[type[Distiller]], type[Distil
     """Register a distiller class under ``kd.method`` names.
 
     Raises:
-        ValueError: a name is already registered (a silent override would change old runs).
+        ValueError: a name is already registered (a silent override would change old runs),
+            or is not one of :data:`sweep.config.KD_METHOD_NAMES` (settings would refuse it).
     """
 
     def decorator(cls: type[Distiller]) -> type[Distiller]:
         for method in methods:
+            check_kd_method(method)
             if method in DISTILLERS:
                 raise ValueError(f"kd.method {method!r} already has a distiller")
             DISTILLERS[method] = cls

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sweep.config import check_kd_method
 from sweep.distill.losses import distillation_loss
 
 
@@ -139,8 +140,10 @@ def register_kd_method(name: str, **fields: Any) -> Callable[[FeatureLoss], Feat
     """Register a :data:`FeatureLoss` as method ``name``, ``fields`` its other spec fields.
 
     Raises:
-        ValueError: ``name`` is already registered (a silent override would change old runs).
+        ValueError: ``name`` is already registered (a silent override would change old runs),
+            or is not one of :data:`sweep.config.KD_METHOD_NAMES`.
     """
+    check_kd_method(name)
 
     def decorator(fn: FeatureLoss) -> FeatureLoss:
         if name in KD_METHODS:

@@ -24,7 +24,7 @@ class SpaceFile:
 
 
 def _bundled_folder() -> Path:
-    return Path(str(resources.files("sweep.spaces")))
+    return Path(str(resources.files("search_spaces")))
 
 
 def _purpose(path: Path) -> str:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from sweep import config
 from sweep.distill import methods as kd_methods
 from sweep.distill.losses import distillation_loss
 from sweep.distill.methods import (
@@ -316,10 +317,13 @@ def test_registry_flags_and_unknown_names() -> None:
         )
     with pytest.raises(ValueError, match="already registered"):
         register_kd_method("hinton")(lambda *args: None)
+    with pytest.raises(ValueError, match="'crd' is not a kd.method of sweep.config"):
+        register_kd_method("crd")
 
 
 def test_a_registered_method_is_used_by_method_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kd_methods, "KD_METHODS", dict(KD_METHODS))
+    monkeypatch.setattr(config, "KD_METHOD_NAMES", (*config.KD_METHOD_NAMES, "const"))
     register_kd_method("const", feature_weight=2.0)(
         lambda s, t, regressor, w_d, w_a: torch.tensor(0.25)
     )

@@ -14,7 +14,7 @@ from sweep.search.repair import shrink_to_budget
 from sweep.search.samplers import make_sampler
 from sweep.search.space import SearchSpace, load_space
 
-DEMO = Path(__file__).resolve().parents[2] / "sweep" / "spaces" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "search_spaces" / "demo.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
 
 
 def test_shipped_spaces_parse() -> None:
-    root = Path(__file__).resolve().parents[2] / "sweep" / "spaces"
+    root = Path(__file__).resolve().parents[2] / "search_spaces"
     paths = sorted(root.glob("*.yaml"))
     assert len(paths) >= 5
     for path in paths:
