@@ -27,6 +27,7 @@ __all__ = [
     "trial_state",
 ]
 
+
 def trial_state(trial: FrozenTrial) -> str:
     """Our name for an Optuna trial's state (infeasible and duplicate trials are PRUNED with a
     flag)."""
