@@ -27,6 +27,7 @@ from runners.held import HeldTrial, clear_held, read_held, this_host, write_held
 from runners.outage import with_retries
 from runners.recovery import fail_orphans, reap_dead_workers, release_trial
 from sweep.paths import study_lock_path
+from sweep.search.optuna_internals import trial_id
 from sweep.search.storage import TRANSIENT_ERRORS
 from sweep.track.tracker import Tracker
 
@@ -140,7 +141,7 @@ class TrialLoop:
             pid=os.getpid(),
             host=this_host(),
             study=self.study.study_name,
-            trial_id=trial._trial_id,  # Optuna has no public id; its own callbacks use this
+            trial_id=trial_id(trial),
             number=trial.number,
         )
         write_held(self.home, self.held)

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from runners.held import HeldTrial, all_held, clear_held, holder_alive
 from sweep.search.final import QUEUED_ATTRS
+from sweep.search.optuna_internals import set_system_attr, trial_id
 from sweep.track.tracker import Tracker
 
 
@@ -97,7 +98,7 @@ def release_trial(
     failed_here = False
     if trial.state == TrialState.RUNNING:
         try:
-            storage.set_trial_system_attr(held.trial_id, "fail_reason", reason)
+            set_system_attr(storage, held.trial_id, "fail_reason", reason)
             failed_here = storage.set_trial_state_values(held.trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:  # its heartbeat ran out at the same moment
             failed_here = False
@@ -152,10 +153,10 @@ def fail_orphans(
     held_ids = {h.trial_id for h in all_held(home, study.study_name) if holder_alive(h)}
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        trial_id = trial._trial_id  # Optuna has no public id; its own callbacks use this one
-        if trial_id in held_ids:
+        orphan_id = trial_id(trial)
+        if orphan_id in held_ids:
             continue
-        orphan = HeldTrial(0, "", study.study_name, trial_id, trial.number)
+        orphan = HeldTrial(0, "", study.study_name, orphan_id, trial.number)
         released = release_trial(
             study, storage, tracker, parent_id, orphan, "no worker holds it", 0
         )

@@ -1,7 +1,7 @@
 """The docker-compose stack, read as data: services, ordering, GPUs, ports, secrets, image.
 
 No Docker engine is needed: docker-compose.yml is parsed with PyYAML and checked against
-what the stack promises (README, "Run a sweep on the docker-compose stack"). Where a
+what the stack promises (docs/deploy.md, "Run a sweep on the docker-compose stack"). Where a
 Compose CLI exists, ``docker compose config`` validates the file as Compose itself reads it.
 """
 

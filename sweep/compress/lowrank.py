@@ -168,10 +168,8 @@ def factorize_model(
         replacements[id(layer)] = factorize(layer, rank).train(layer.training)
         report[name] = (before, after)
     # Swapped after the walk: replacing during it would visit the new factors too. Every
-    # (parent, child name) pair is visited, duplicates included, so a shared layer goes
-    # everywhere it is used.
-    for parent in list(model.modules()):
-        for child_name, child in list(parent._modules.items()):  # named_children dedups
-            if id(child) in replacements:
-                setattr(parent, child_name, replacements[id(child)])
+    # path is visited, duplicates included, so a shared layer is replaced everywhere it is used.
+    for path, module in list(model.named_modules(remove_duplicate=False)):
+        if id(module) in replacements:
+            model.set_submodule(path, replacements[id(module)])
     return report

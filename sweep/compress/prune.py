@@ -324,7 +324,7 @@ def make_permanent(model: nn.Module) -> None:
     The zeros stay, but nothing holds them at zero any more: training afterwards regrows them.
     """
     for module in model.modules():
-        hooks = module._forward_pre_hooks.values()
-        names = [h._tensor_name for h in hooks if isinstance(h, prune.BasePruningMethod)]
-        for name in names:
+        # torch.nn.utils.prune keeps each pruned tensor's mask as the buffer ``<name>_mask``.
+        buffers = [name for name, _ in module.named_buffers(recurse=False)]
+        for name in [b.removesuffix("_mask") for b in buffers if b.endswith("_mask")]:
             prune.remove(module, name)

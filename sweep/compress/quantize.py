@@ -47,6 +47,8 @@ import torch
 from torch import Tensor, nn
 from torch.export import Dim, ExportedProgram
 
+from sweep.models.torch_internals import register_quantized_ops
+
 # Exported with a symbolic batch so one program serves any batch size; the example batch is 2
 # because torch.export specializes a dimension of size 0 or 1 to a constant.
 _EXAMPLE_BATCH = 2
@@ -254,8 +256,6 @@ def load_quantized(path: str | os.PathLike[str]) -> nn.Module:
     The quantize/dequantize operators the program calls are defined by torch itself, so
     loading needs no torchao, but torch registers them only when their module is imported.
     """
-    # The same import torchao's convert uses to register ``torch.ops.quantized_decomposed``;
-    # without it deserializing fails with "failed to resolve ... dequantize_per_channel".
-    from torch.ao.quantization.fx._decomposed import quantized_decomposed_lib  # noqa: F401
+    register_quantized_ops()
 
     return torch.export.load(path).module()

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,7 @@ import torchinfo
 import torchsummary
 from torch import nn
 
-from sweep.config import BudgetConfig, StudentConfig
+from sweep.config import StudentConfig
 from sweep.models.registry import create_student
 from sweep.models.weights import fold_masks
 
@@ -162,60 +161,3 @@ def proposal_params(student: StudentConfig, num_classes: int) -> int:
     with torch.device("meta"):
         model = create_student(student.family, num_classes, student.options)
     return _dense(model)
-
-
-def check_student(
-    student: StudentConfig, num_classes: int, budget: BudgetConfig, image_size: int
-) -> BudgetReport:
-    """Count a proposed student's parameters and, only if it fits, its multiply-adds.
-
-    A proposal is an untrained, unpruned model, so it is counted dense whatever
-    ``budget.count`` says: a fresh model's only zeros are the initial BatchNorm shifts and
-    biases, which the first optimiser step makes nonzero. With ``count="nonzero"`` the trained
-    (pruned) model must be counted again with :func:`count_params`.
-
-    Args:
-        student: the family and options to build.
-        num_classes: size of the classifier.
-        budget: the maximum and how parameters are counted (recorded in the report).
-        image_size: input side length for the multiply-add count.
-
-    Returns:
-        The report; ``macs`` is None when the student is over budget.
-
-    Raises:
-        ConfigError: the family or an option is invalid.
-    """
-    params = proposal_params(student, num_classes)
-    report = BudgetReport(params, budget.max_params, budget.count)
-    if not report.feasible:
-        return report
-    # fork_rng: building the real model draws initial weights, which must not shift the seeded
-    # RNG stream the caller's own model is built from afterwards.
-    with torch.random.fork_rng(devices=[]):
-        model = create_student(student.family, num_classes, student.options)
-    return dataclasses.replace(report, macs=count_macs(model, image_size))
-
-
-def smallest_student(
-    candidates: Iterable[StudentConfig], num_classes: int, count: str = "dense"
-) -> tuple[StudentConfig, int]:
-    """Return the candidate with the fewest parameters, and that count (first wins a tie).
-
-    Used to reject a search space none of whose corners fits the budget. Candidates are
-    unpruned proposals, so ``"nonzero"`` counts them dense as :func:`check_student` does.
-
-    Raises:
-        ValueError: no candidates, or an unknown ``count``.
-        ConfigError: a candidate's family or options are invalid.
-    """
-    if count not in _COUNTS:
-        raise ValueError(f"unknown parameter count {count!r}; known: {', '.join(_COUNTS)}")
-    best: tuple[StudentConfig, int] | None = None
-    for student in candidates:
-        params = proposal_params(student, num_classes)
-        if best is None or params < best[1]:
-            best = (student, params)
-    if best is None:
-        raise ValueError("no candidate students to compare")
-    return best

@@ -154,7 +154,8 @@ def _resolve(family: str, options: Mapping[str, Any], source: str) -> dict[str, 
             raise ConfigError(
                 source, f"student.{key}", f"unknown option of family {family!r}; it has: {known}"
             )
-    resolved = resolve_options(student_option_defaults(family), options, source)
+    defaults = student_option_defaults(family)
+    resolved = resolve_options(defaults, options, source)
     for name, opt in spec.items():
         if name not in resolved:
             raise ConfigError(source, f"student.{name}", f"family {family!r} needs this option")

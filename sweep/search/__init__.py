@@ -5,7 +5,7 @@ One module per idea: ``space`` (the YAML, parsed once), ``params`` (its Optuna d
 anything is written), ``storage``, ``study`` (open, resume, publish the front),
 ``objective`` (the only place a trial meets training), ``pareto`` and ``best``."""
 
-from sweep.search.best import find_best, load_trial_model, register_best
+from sweep.search.best import load_trial_model, register_best
 from sweep.search.objective import Objective, TrialContext
 from sweep.search.pareto import best_trial, pareto_front
 from sweep.search.preflight import preflight
@@ -21,7 +21,6 @@ __all__ = [
     "SweepSummary",
     "TrialContext",
     "best_trial",
-    "find_best",
     "load_space",
     "load_trial_model",
     "make_pruner",

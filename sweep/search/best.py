@@ -30,19 +30,6 @@ from sweep.track.tracker import Tracker
 REGISTERED_ATTR = "registered_trial"
 
 
-def find_best(study_name: str, storage_url: str | None, home: Path) -> tuple[TrialRecord, Tracker]:
-    """The study's best feasible trial and its tracker.
-
-    Raises:
-        SweepError: no such study, or no complete trial within the budget yet.
-    """
-    _, space, records = read_study(study_name, storage_url, home)
-    best = best_trial(records, space.defaults.budget.max_params, space.direction)
-    if best is None:
-        raise SweepError(f"--study: {study_name}: no complete trial within the budget yet")
-    return best, Tracker(tracking_uri(home), study_name)
-
-
 @dataclass(frozen=True)
 class Chosen:
     """The model ``sweep export`` and ``sweep predict`` take from a study, and why."""

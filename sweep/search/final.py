@@ -27,6 +27,7 @@ from sweep.errors import SweepError
 from sweep.records import FinalResult, TrialRecord
 from sweep.search.duplicates import earlier_with_same_settings, taken_trials
 from sweep.search.fidelity import describe
+from sweep.search.optuna_internals import study_storage
 from sweep.search.pareto import feasible_complete, pareto_front, record
 from sweep.search.space import SearchSpace
 from sweep.search.storage import study_names
@@ -255,7 +256,7 @@ def read_final(
     if space.stage == "final":  # a final study has no final stage of its own
         return None
     final = space.final()
-    storage = search._storage  # the study's own storage object (no public accessor)
+    storage = study_storage(search)
     if final.study_name not in study_names(storage):
         return None
     study = optuna.load_study(study_name=final.study_name, storage=storage)

@@ -12,7 +12,7 @@ from runners.local import run_sweep
 from sweep.errors import SweepError
 from sweep.models.budget import count_params
 from sweep.paths import study_lock_path
-from sweep.search.best import REGISTERED_ATTR, find_best, load_trial_model, register_best
+from sweep.search.best import REGISTERED_ATTR, choose_model, load_trial_model, register_best
 from sweep.search.space import load_space
 from sweep.search.study import read_study
 
@@ -30,24 +30,27 @@ def study(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> Path:
     return home
 
 
-def test_find_best_is_the_most_accurate_feasible_trial(
+def test_an_unfinalized_study_gives_its_most_accurate_feasible_trial(
     study: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    best, tracker = find_best("best", None, study)
+    chosen, tracker = choose_model("best", None, study)
+    best = chosen.trial
+    assert (chosen.stage, chosen.source) == ("search", best.number)
     _, space, records = read_study("best", None, study)
     complete = [r for r in records if r.state == "complete"]
     assert best.val_acc == max(r.val_acc for r in complete)
     assert tracker.client.get_run(best.run_id).data.tags["optuna.trial"] == str(best.number)
     with pytest.raises(SweepError, match="--study: no study named 'nope'"):
-        find_best("nope", None, study)
+        choose_model("nope", None, study)
 
 
 def test_the_best_trial_loads_at_its_logged_size(
     study: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    best, tracker = find_best("best", None, study)
+    chosen, tracker = choose_model("best", None, study)
+    best = chosen.trial
     model, artifact = load_trial_model(tracker, best)
     assert artifact.family == "dsconv" and artifact.num_classes == 3
     assert count_params(model) == best.params
@@ -56,7 +59,8 @@ def test_the_best_trial_loads_at_its_logged_size(
 
 def test_the_best_model_is_registered_once(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    best, tracker = find_best("best", None, study)
+    chosen, tracker = choose_model("best", None, study)
+    best = chosen.trial
     optuna_study, _, _ = read_study("best", None, study)
     assert optuna_study.user_attrs[REGISTERED_ATTR] == best.number  # by run_sweep's close
     lock = study_lock_path(study, "best")

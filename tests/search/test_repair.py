@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.models.budget import check_student, proposal_params
+from sweep.models.budget import BudgetReport, proposal_params
 from sweep.search.repair import shrink_to_budget
 from sweep.search.samplers import make_sampler
 from sweep.search.space import SearchSpace, load_space
@@ -80,7 +80,8 @@ def _infeasible_by_trial(space: SearchSpace, num_classes: int | None, trials: in
 
     def objective(trial: optuna.Trial) -> float:
         cfg = space.trial_config(space.suggest(trial))
-        report = check_student(cfg.student, 10, cfg.budget, cfg.dataset.image_size)
+        params = proposal_params(cfg.student, 10)
+        report = BudgetReport(params, cfg.budget.max_params, cfg.budget.count)
         trial.set_constraint("params_over_budget", float(report.excess))
         if not report.feasible:
             raise optuna.TrialPruned()
