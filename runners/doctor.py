@@ -26,19 +26,20 @@ from runners.held import all_held, holder_alive
 from runners.recovery import fail_orphans, reap_dead_workers
 from sweep.paths import default_storage, study_lock_path, sweep_home, tracking_uri
 from sweep.search.final import STAGE_ATTR
+from sweep.search.optuna_internals import trial_id
 from sweep.search.space import experiment_of
 from sweep.search.storage import open_storage
-from sweep.search.study import MAX_RETRIES_ATTR, open_study
+from sweep.search.study import MAX_RETRIES_ATTR, check_journal, open_study
 from sweep.track.tracker import Tracker
 
 
 @dataclass(frozen=True)
 class Checkup:
-    """What ``sweep doctor`` found (and, with ``repair``, mended)."""
+    """What ``sweep doctor`` found (and, with ``repair``, mended), by trial number."""
 
     study_name: str
     dead_trials: list[int]  # RUNNING, their worker gone (or held by no worker, journal)
-    stale_runs: list[str]  # MLflow trial runs RUNNING whose trial is not
+    stale_runs: dict[int, str]  # trial number -> its MLflow run, RUNNING though it runs nowhere
     parent_left_running: bool
     repaired: bool
 
@@ -46,6 +47,30 @@ class Checkup:
     def healthy(self) -> bool:
         """Nothing was found."""
         return not (self.dead_trials or self.stale_runs or self.parent_left_running)
+
+    def lines(self) -> list[str]:
+        """One line per thing found or mended, each naming its trial."""
+        if self.healthy:
+            return [f"study {self.study_name}: nothing left behind by a crash"]
+        done = "mended" if self.repaired else "found"
+        lines = [
+            f"{done}: trial {number} RUNNING with no live worker"
+            + (" (failed, and queued again while it has retries left)" if self.repaired else "")
+            for number in self.dead_trials
+        ]
+        lines += [
+            f"{done}: trial {number}'s MLflow run {run_id} RUNNING with no live trial"
+            + (" (ended FAILED)" if self.repaired else "")
+            for number, run_id in sorted(self.stale_runs.items())
+        ]
+        if self.parent_left_running:
+            lines.append(
+                f"{done}: the parent run RUNNING with nothing running"
+                + (" (ended KILLED)" if self.repaired else "")
+            )
+        if not self.repaired:
+            lines.append(f"run `sweep doctor --study {self.study_name} --repair` to mend it")
+        return lines
 
 
 def check_study(
@@ -57,7 +82,9 @@ def check_study(
         SweepError: no such study, or its storage or tracking server cannot be used.
     """
     home = home or sweep_home()
-    storage = open_storage(storage_url or default_storage(home))  # sets a torn tail aside
+    storage_url = storage_url or default_storage(home)
+    check_journal(study_name, storage_url)  # a look at no study creates no journal
+    storage = open_storage(storage_url, cut_corrupt=repair)  # sets a torn tail aside
     study = open_study(study_name, storage)
     # A final study's runs live in its search study's experiment, under the same parent.
     stage = study.user_attrs.get(STAGE_ATTR, "search")
@@ -72,25 +99,26 @@ def check_study(
     dead = [
         t.number
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t._trial_id not in live  # Optuna has no public id; its own callbacks use this one
-        and (known_dead is None or t._trial_id in known_dead)
+        if trial_id(t) not in live and (known_dead is None or trial_id(t) in known_dead)
     ]
-    if repair and dead:
-        retries = int(study.user_attrs.get(MAX_RETRIES_ATTR, 1))
-        with FileLock(str(study_lock_path(home, study_name))):
-            reap_dead_workers(study, storage, tracker, parent_id, home, retries)
-            fail_orphans(study, storage, tracker, parent_id, home)
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    running -= set(dead)  # reported, not yet mended: they run nowhere all the same
-    stale = [
-        run
+    running -= set(dead)  # they run nowhere all the same
+    # Found before anything is mended, so the report lists every mend (a dead trial's run
+    # ends FAILED with its trial).
+    stale = {
+        int(run.data.tags.get("optuna.trial", -1)): run.info.run_id
         for run in tracker.running_trial_runs(parent_id)
         if int(run.data.tags.get("optuna.trial", -1)) not in running
-    ]
-    if repair:
-        for run in stale:
-            tracker.finish_trial(run.info.run_id, "failed")
+    }
     parent_left = not running and tracker.client.get_run(parent_id).info.status == "RUNNING"
-    if repair and parent_left:
-        tracker.set_status(parent_id, "KILLED")
-    return Checkup(study_name, dead, [r.info.run_id for r in stale], parent_left, repair)
+    if repair:
+        if dead:
+            retries = int(study.user_attrs.get(MAX_RETRIES_ATTR, 1))
+            with FileLock(str(study_lock_path(home, study_name))):
+                reap_dead_workers(study, storage, tracker, parent_id, home, retries)
+                fail_orphans(study, storage, tracker, parent_id, home)
+        for run_id in stale.values():
+            tracker.finish_trial(run_id, "failed")
+        if parent_left:
+            tracker.set_status(parent_id, "KILLED")
+    return Checkup(study_name, dead, stale, parent_left, repair)

@@ -13,11 +13,12 @@ import signal
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import torch
+from optuna.storages import BaseStorage
 
 from runners.held import this_host
 from runners.recovery import StaleTrialRetry
@@ -34,8 +35,11 @@ from sweep.search.study import (
     SPACE_ATTR,
     TARGET_ATTR,
     SweepSession,
+    check_journal,
     open_study,
+    process_seed,
     stored_space,
+    with_seed,
 )
 from sweep.track.tracker import Tracker
 
@@ -120,6 +124,7 @@ def _join(
 ) -> SweepSession:
     """Open a study that ``sweep run`` started, with its settings and its MLflow parent run."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_journal(study_name, storage_url)  # joining no study creates no journal
     stale = StaleTrialRetry()
     storage = open_storage(storage_url, on_stale_trial=stale)
     study = open_study(study_name, storage)
@@ -130,7 +135,8 @@ def _join(
     )
     parent_id = tracker.parent_of(study)
     stale.bind(tracker, parent_id, max_retries)
-    study = open_study(study_name, storage, _own_seed(space), checked.num_classes)
+    space = _own_seed(space, storage)
+    study = open_study(study_name, storage, space, checked.num_classes)
     return SweepSession(
         space,
         target,
@@ -163,16 +169,16 @@ def study_settings(
     return space, int(attrs[TARGET_ATTR]), int(attrs.get(MAX_RETRIES_ATTR, 1))
 
 
-def _own_seed(space: SearchSpace) -> SearchSpace:
-    """The space with a seed of this worker's own.
+def _own_seed(space: SearchSpace, storage: BaseStorage) -> SearchSpace:
+    """The space with a seed of this worker's own (recorded on each trial it runs).
 
     Workers sharing the space's seed would all draw the same random startup trials.
     """
-    seed = space.sampler.get("seed")
+    seed = process_seed(space, storage)
     if seed is None:
         return space
     salt = zlib.crc32(f"{this_host()}:{os.getpid()}".encode())
-    return replace(space, sampler={**space.sampler, "seed": (int(seed) + salt) % 2**31})
+    return with_seed(space, (seed + salt) % 2**31)
 
 
 @contextmanager

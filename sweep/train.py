@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sweep import interrupts
 from sweep.config import KDConfig, TrainConfig
 from sweep.data.protocol import Loader, TrainData
 from sweep.distill.base import DistillBatch, Distiller
@@ -112,6 +113,7 @@ def evaluate(model: nn.Module, loader: Iterable[Any], device: torch.device) -> t
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     for images, labels in loader:
+        interrupts.check()
         images, labels = _to_device(images, labels, device)
         logits = model(images).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
@@ -388,6 +390,7 @@ def _train_epoch(run: _Run, loader: Loader, epoch: int, temperature: float) -> d
     sums: dict[str, float] = {}  # sample-weighted loss parts
     seen = 0
     for index, (images, labels, *cached) in enumerate(loader):
+        interrupts.check()  # a Ctrl-C that was swallowed on its way stops the next batch
         images, labels = _to_device(images, labels, run.device)
         teacher_logits = _teacher_logits(run, images, cached)
         with run.autocast():

@@ -3,6 +3,7 @@ nothing written; infeasible proposals recorded and never trained."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import optuna
@@ -80,6 +81,17 @@ def _nothing_written(home: Path) -> bool:
             {"fixed__dataset.cache": False, "fixed__kd.alpha": 0.5},
             "space.yaml: kd.teacher_mode: cached soft labels replay the decoded cache",
         ),
+        # A searched range is checked at both ends, not only at its low one.
+        (
+            {"params__kd.alpha": {"type": "float", "low": 0.1, "high": 1.5}},
+            "space.yaml: params.kd.alpha: must be <= 1, got 1.5",
+        ),
+        (
+            {"params__student.family": {"type": "categorical", "choices": ["dsconv", "vit"]}},
+            "student.family: unknown family 'vit'",
+        ),
+        ({"study": "a" * 300}, "space.yaml: study: must be at most 100 characters, got 300"),
+        ({"study": "a/b"}, "space.yaml: study: must be a name of letters, digits"),
     ],
 )
 def test_bad_space_is_one_line_exit_2_nothing_written(
@@ -87,16 +99,37 @@ def test_bad_space_is_one_line_exit_2_nothing_written(
     food11_dir: Path,
     sweep_home: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     changes: dict,
     expected: str,
 ) -> None:
     path = _space(tmp_path, food11_dir, **changes)
+    here = _empty_folder(tmp_path, monkeypatch)
     code = main(["run", "--space", str(path), "--trials", "2", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1, err
     assert err.startswith("sweep: error: ")
     assert expected in err
+    assert _nothing_written(sweep_home) and _nothing_written(here)
+
+
+def _empty_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run from an empty folder, to see that a refusal leaves the current folder alone too."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    return here
+
+
+def test_an_empty_space_file_says_so(
+    tmp_path: Path, sweep_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    assert main(["run", "--space", str(path), "--trials", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"sweep: error: {path}: the file is empty; `sweep spaces` lists complete spaces"
     assert _nothing_written(sweep_home)
 
 
@@ -135,6 +168,10 @@ def test_bad_override_and_trials(
     assert "--study: no study named 'nope'" in capsys.readouterr().err
     assert main(["export", "--study", "nope", "--out", str(tmp_path / "out")]) == 2
     assert "--study: no study named 'nope'" in capsys.readouterr().err
+    for command in (["doctor"], ["doctor", "--repair"], ["worker"]):
+        assert main([*command, "--study", "nope"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--study: no study named 'nope'" in err, err
     assert _nothing_written(sweep_home) and not (tmp_path / "out").exists()
 
 
@@ -203,16 +240,31 @@ def test_bad_teacher_files_and_unreadable_images_write_nothing(
     torch.save(torch.nn.Linear(4, 3).state_dict(), other)
     code = tmp_path / "code.ckpt"
     torch.save({"fc.weight": torch.ones(1), "x": _RunsCode()}, code)
+    raw = tmp_path / "raw.pkl"  # pickle.dump's own format, not torch.save's
+    raw.write_bytes(pickle.dumps({"fc.weight": _RunsCode()}, protocol=4))
     broken = tmp_path / "broken"
+    bad_validation = tmp_path / "bad_validation"  # training reads fine
     for split in ("training", "validation"):
         for image in (food11_dir / split).iterdir():
             (broken / split).mkdir(parents=True, exist_ok=True)
             (broken / split / image.name).write_bytes(b"not a jpeg")
+            (bad_validation / split).mkdir(parents=True, exist_ok=True)
+            good = split == "training"
+            (bad_validation / split / image.name).write_bytes(image.read_bytes() if good else b"")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
     cases = [
         ({"teacher__checkpoint": str(truncated)}, "teacher.checkpoint: "),
         ({"teacher__checkpoint": str(other)}, "not a ResNet18 state dict"),
         ({"teacher__checkpoint": str(code)}, "it holds code"),
+        ({"teacher__checkpoint": str(raw)}, "a plain pickle, not a torch.save checkpoint"),
+        ({"teacher__checkpoint": str(tmp_path)}, f"{tmp_path}: is a folder, not a file"),
         ({"dataset__root": str(broken)}, f"{broken / 'training'}: none of the first"),
+        (
+            {"dataset__root": str(bad_validation)},
+            f"{bad_validation / 'validation'}: none of the first",
+        ),
+        ({"dataset__root": str(a_file)}, f"{a_file}: is a file, not a data folder"),
     ]
     for changes, expected in cases:
         path = _space(tmp_path, food11_dir, **changes)

@@ -1,7 +1,5 @@
 """``python -m sweep.cli``: the same as the ``sweep`` console script."""
 
-import sys
+from sweep.cli import entry
 
-from sweep.cli import main
-
-sys.exit(main())
+entry()

@@ -221,17 +221,6 @@ def _doctor(args: argparse.Namespace) -> int:
     from runners.doctor import check_study
 
     checkup = check_study(args.study, args.storage, repair=args.repair)
-    done = "mended" if checkup.repaired else "found"
-    if checkup.healthy:
-        print(f"study {checkup.study_name}: nothing left behind by a crash")
-        return 0
-    if checkup.dead_trials:
-        numbers = ", ".join(str(n) for n in checkup.dead_trials)
-        print(f"{done}: trials {numbers} RUNNING with no live worker")
-    if checkup.stale_runs:
-        print(f"{done}: {len(checkup.stale_runs)} MLflow trial runs RUNNING with no live trial")
-    if checkup.parent_left_running:
-        print(f"{done}: the parent run left RUNNING with nothing running")
-    if not checkup.repaired:
-        print(f"run `sweep doctor --study {checkup.study_name} --repair` to mend it")
+    for line in checkup.lines():
+        print(line)
     return 0

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from sweep import interrupts
 from sweep.data.folders import Sample, scan_split
 from sweep.errors import DataError
 
@@ -193,6 +195,7 @@ def _build(
         with ThreadPoolExecutor(_workers()) as pool, _progress_bar(progress) as bar:
             task = bar.add_task(f"decoding {split}", total=len(samples))
             for start in range(0, len(samples), _CHUNK):
+                interrupts.check()
                 chunk = samples[start : start + _CHUNK]
                 results = pool.map(_decode_or_reason, [s.path for s in chunk], [size] * len(chunk))
                 for sample, result in zip(chunk, results, strict=True):
@@ -269,6 +272,7 @@ def decoded_split(
     meta = npy.with_suffix(".json")
     cached = _load(npy, meta, fingerprint, size)
     if cached is not None:
+        _report_skipped(cached, split, meta)
         return cached
     # A second process arriving mid-build waits here, then finds the finished cache.
     with FileLock(str(cache_dir / f".{split}-{fingerprint}.lock")):
@@ -281,4 +285,22 @@ def decoded_split(
             cached = _load(npy, meta, fingerprint, size)
     if cached is None:  # pragma: no cover - a build that returns has written both files
         raise DataError(f"{npy}: decoded cache unreadable right after it was written")
+    _report_skipped(cached, split, meta)
     return cached
+
+
+_reported: set[Path] = set()  # each cache's skipped images are told once per process
+
+
+def _report_skipped(decoded: DecodedSplit, split: str, meta: Path, shown: int = 3) -> None:
+    """Say on the terminal (stderr) which images were left out, once per cache and process."""
+    if not decoded.skipped or meta in _reported:
+        return
+    _reported.add(meta)
+    names = ", ".join(decoded.skipped[:shown])
+    more = f" and {len(decoded.skipped) - shown} more" if len(decoded.skipped) > shown else ""
+    print(
+        f"sweep: {split}: {len(decoded.skipped)} images could not be decoded and are left "
+        f"out ({names}{more}); {meta} lists them all, with the reasons",
+        file=sys.stderr,
+    )

@@ -51,12 +51,12 @@ def _split_dir(root: Path, split: str) -> Path:
     """Return ``root/split`` after checking that both exist."""
     if split not in SPLITS:
         raise DataError(f"{root}: unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    if not root.is_dir():
-        raise DataError(f"{root}: data folder does not exist")
-    folder = root / split
-    if not folder.is_dir():
-        raise DataError(f"{folder}: split folder does not exist")
-    return folder
+    for folder, what in ((root, "data folder"), (root / split, "split folder")):
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: is a file, not a {what}")
+        if not folder.is_dir():
+            raise DataError(f"{folder}: {what} does not exist")
+    return root / split
 
 
 def _prefix_label(path: Path) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+from sweep import interrupts
 from sweep.errors import CheckpointError
 
 # Prefixes that wrappers add to every key: DataParallel/DDP and torch.compile.
@@ -31,6 +33,18 @@ def _one_line(exc: BaseException) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
+# torch.save's legacy (non-zip) format starts with this pickled magic number.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def _is_plain_pickle(path: Path) -> bool:
+    """A file that ``pickle.dump`` wrote: a pickle opcode stream that is neither torch.save's
+    zip archive nor its legacy format."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(_LEGACY_MAGIC))
+    return head[:1] == b"\x80" and not head.startswith(_LEGACY_MAGIC)
+
+
 def read_checkpoint(path: Path) -> Any:
     """Load a checkpoint file weights-only; a missing or unreadable file is a CheckpointError."""
     if not path.exists():
@@ -38,8 +52,17 @@ def read_checkpoint(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint is not a file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about what it then refuses (a pickle protocol it does not expect): the
+        # refusal below says it in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, ...)
+        if _is_plain_pickle(path):
+            raise CheckpointError(
+                f"{path}: a plain pickle, not a torch.save checkpoint: it may hold code, so it "
+                "is not loaded; save model.state_dict() with torch.save instead"
+            ) from exc
         text = str(exc)
         # torch words it "Unsupported global: GLOBAL x.y" or, from 2.14 on for blocked
         # modules, "Trying to load unsupported GLOBAL x.y whose module x is blocked".
@@ -99,11 +122,15 @@ def save_state_dict(state_dict: Mapping[str, Tensor], path: str | Path) -> Path:
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(cpu_state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        # A Ctrl-C inside torch.save's zip writer surfaces as its RuntimeError ("unexpected
+        # pos"), not as the interrupt: the write is short, so it is held back until the file
+        # is in place.
+        with interrupts.deferred():
+            with os.fdopen(fd, "wb") as f:
+                torch.save(cpu_state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

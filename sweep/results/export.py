@@ -28,6 +28,7 @@ import torch
 from sweep.compress.artifact import EXPORT_CONFIG, EXPORT_WEIGHTS, StudentArtifact
 from sweep.config import TrialConfig
 from sweep.data import class_names, evaluation_loader
+from sweep.data.folders import check_readable
 from sweep.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from sweep.data.protocol import TrainData
 from sweep.errors import SweepError
@@ -251,6 +252,7 @@ def predict(
     cfg = artifact.config
     dataset = replace(cfg.dataset, root=data_dir)
     names = class_names(Path(data_dir).expanduser())
+    check_readable(Path(data_dir).expanduser(), "evaluation")
     device = resolve_device(cfg.train.device)
     model = model.to(device)
     rows: list[tuple[str, str]] = []

@@ -44,7 +44,9 @@ from sweep.search.study import (
     load_records,
     open_study,
     parent_note,
+    process_seed,
     stored_space,
+    with_seed,
 )
 from sweep.track.summary import final_metrics
 from sweep.track.tracker import PARENT_ATTR, Tracker, check_reachable
@@ -113,7 +115,8 @@ def open_final(
     tracker = Tracker(tracking_uri(home), study_name, artifact_location(home), stage="final")
     parent_id = tracker.parent_of(search)
     say(f"opening study {final.study_name} ({storage_url})")
-    study = open_study(final.study_name, storage, final, checked.num_classes)
+    seeded = with_seed(final, process_seed(final, storage))
+    study = open_study(final.study_name, storage, seeded, checked.num_classes)
     attrs = {SPACE_ATTR: space.document, STAGE_ATTR: "final", PARENT_ATTR: parent_id}
     for key, value in {**attrs, MAX_RETRIES_ATTR: max_retries}.items():
         study.set_user_attr(key, value)

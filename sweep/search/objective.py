@@ -8,12 +8,8 @@ while the median/hyperband pruners never see it (it has no intermediate values).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import signal
 import tempfile
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -22,6 +18,7 @@ from typing import Any, Protocol
 import optuna
 import torch
 
+from sweep import interrupts
 from sweep.compress.artifact import RUN_WEIGHTS, StudentArtifact
 from sweep.compress.plan import Plan, build_planned, check_schedule, plan_trial
 from sweep.compress.stages import make_stages
@@ -32,12 +29,13 @@ from sweep.models.budget import BudgetReport, count_macs, count_params, model_su
 from sweep.models.registry import create_student, validate_student_options
 from sweep.models.weights import save_state_dict
 from sweep.search.duplicates import earlier_with_same_settings, taken_trials
+from sweep.search.optuna_internals import set_system_attr, trial_id
 from sweep.search.space import SearchSpace
 from sweep.teacher.assistant import ensure_assistant
 from sweep.teacher.soft_labels import SoftLabels
 from sweep.teacher.trial_data import study_soft_labels, trial_data, uses_cached_teacher
 from sweep.track.tracker import Tracker
-from sweep.train import cpu_accuracy, resolve_device, train
+from sweep.train import TrainResult, cpu_accuracy, resolve_device, train
 
 CONSTRAINT = "params_over_budget"
 
@@ -157,28 +155,6 @@ class TrialContext:
         return trial_data(setting.cfg, self.home, setting.device, setting.soft)
 
 
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it.
-
-    Python runs signal handlers in the main thread only (and only there may they be
-    replaced), so elsewhere the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        for number in received:
-            signal.raise_signal(number)  # now, to whichever handler was there before
-
-
 class Objective:
     """Callable for ``study.optimize``: one trial from proposal to logged result."""
 
@@ -187,6 +163,7 @@ class Objective:
         self.source = source or Proposals(context.space)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        interrupts.check()
         ctx = self.context
         cfg = self.source.config(trial)
         # Freeze the student's options whole (defaults filled, ``widths.1`` applied), so the
@@ -198,25 +175,28 @@ class Objective:
         trial.set_user_attr("params", report.params)
         trial.set_user_attr("initial_params", plan.initial_params)
         trial.set_user_attr("family", cfg.student.family)
+        if ctx.space.sampler.get("seed") is not None:  # which sequence proposed it
+            trial.set_user_attr("sampler_seed", ctx.space.sampler["seed"])
         if report.macs is not None:
             trial.set_user_attr("macs", report.macs)
         trial.set_constraint(CONSTRAINT, float(report.excess))
         # optuna-dashboard (0.21) shows only the list form Optuna wrote before 5.0; Optuna
         # reads both (this one as constraint "0", with the same sign).
-        trial.storage.set_trial_system_attr(trial._trial_id, "constraints", [report.excess])
+        set_system_attr(trial.storage, trial_id(trial), "constraints", [report.excess])
 
-        # Ctrl-C between the two would leave a run that its trial does not name: held back
-        # until both are written.
-        with interrupts_deferred():
-            run_id = ctx.tracker.start_trial(
-                ctx.parent_id, trial.number, flatten(cfg), self.source.run_tags(trial)
-            )
-            trial.set_user_attr("mlflow_run_id", run_id)
-        # The pruning ratio rebuilds a pruned student's architecture from config.yaml alone.
-        artifact = StudentArtifact(cfg, ctx.num_classes, plan.prune_ratio)
-        ctx.tracker.log_config(run_id, artifact.document())
+        run_id = None
         state = "failed"
-        try:
+        try:  # once it exists, the run ends with its trial, whatever stops it
+            # Ctrl-C between the two would leave a run that its trial does not name: held
+            # back until both are written (and then raised here, inside the try).
+            with interrupts.deferred():
+                run_id = ctx.tracker.start_trial(
+                    ctx.parent_id, trial.number, flatten(cfg), self.source.run_tags(trial)
+                )
+                trial.set_user_attr("mlflow_run_id", run_id)
+            # The pruning ratio rebuilds a pruned student's architecture from config.yaml.
+            artifact = StudentArtifact(cfg, ctx.num_classes, plan.prune_ratio)
+            ctx.tracker.log_config(run_id, artifact.document())
             ctx.tracker.log_metrics(
                 run_id, {"initial_params": plan.initial_params, "prune_ratio": plan.prune_ratio}
             )
@@ -239,7 +219,9 @@ class Objective:
                 raise optuna.TrialPruned("stopped early by the pruner")
             return value
         finally:
-            ctx.tracker.finish_trial(run_id, state)
+            if run_id is not None:
+                with interrupts.deferred():  # a run half ended would stay RUNNING
+                    ctx.tracker.finish_trial(run_id, state)
 
     def _check_budget(self, cfg: TrialConfig) -> tuple[BudgetReport, Plan]:
         """The final model's count against the budget (after planned compression), and the
@@ -258,7 +240,9 @@ class Objective:
     ) -> tuple[float, bool]:
         ctx = self.context
         # Before the trial's data: a new assistant is distilled on data of its own.
-        teacher = trial_teacher(cfg, ctx, cached_logits=uses_cached_teacher(cfg))
+        cached_logits = uses_cached_teacher(cfg)
+        teacher = trial_teacher(cfg, ctx, cached_logits=cached_logits)
+        stages = make_stages(cfg, plan)
         data = ctx.data(cfg)
         # The student's initial weights come from its own seed, not from whatever drew from
         # the global RNG before (building the soft-label cache does, in the first trial only).
@@ -287,8 +271,7 @@ class Objective:
             kd=cfg.kd,
             teacher=teacher,
             on_epoch_end=on_epoch_end,
-            device=resolve_device(cfg.train.device),
-            stages=make_stages(cfg, plan),
+            stages=stages,
             distiller=distiller,
             on_batch_end=partial(ctx.progress.batch_done, trial.number),
         )
@@ -305,43 +288,52 @@ class Objective:
             )
         trial.set_user_attr("val_acc", result.val_acc)
         trial.set_user_attr("best_epoch", result.best_epoch)
-        # One value each, at step 0 (MLflow shows a lone step-0 value as a value, not a
-        # one-point curve); the per-epoch curves (val_acc, losses, lr...) hold one point an epoch.
-        facts = {
-            "best_val_acc": result.val_acc,
-            "params": params,
-            "params_dense": count_params(model, "dense"),
-            "params_nonzero": count_params(model, "nonzero"),
-            "macs": macs,
-            "train_seconds": result.train_seconds,
-            "best_epoch": result.best_epoch,
-        }
-        if cfg.quantize.int8:
-            facts.update(self._quantize(run_id, model, data, cfg))
-        ctx.tracker.log_metrics(run_id, facts)
-        self._log_model_files(run_id, model, result.state_dict, cfg.dataset.image_size)
+        self._log_trained(run_id, model, result, data, cfg, {"params": params, "macs": macs})
         return result.val_acc, result.stopped_early
 
-    def _quantize(
-        self, run_id: str, model: torch.nn.Module, data: TrainData, cfg: TrialConfig
-    ) -> dict[str, float]:
-        """Post-training int8 of the trained student: its accuracy and size, and the program."""
-        from sweep.compress.quantize import quantize_and_measure, save_quantized
-
-        result, measured = quantize_and_measure(
-            model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches, cpu_accuracy
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "student_int8.pt2"
-            save_quantized(result, path)
-            self.context.tracker.log_artifact(run_id, path, "int8")
-        return measured
-
-    def _log_model_files(
-        self, run_id: str, model: torch.nn.Module, state_dict: dict[str, Any], image_size: int
+    def _log_trained(
+        self,
+        run_id: str,
+        model: torch.nn.Module,
+        result: TrainResult,
+        data: TrainData,
+        cfg: TrialConfig,
+        counted: dict[str, int],
     ) -> None:
+        """What the trial's run keeps of the trained student: its one-off facts (with int8's
+        accuracy and size when ``quantize.int8``), the checkpoint, the int8 program and
+        torchsummary's table."""
+        # One value each, at step 0 (MLflow shows a lone step-0 value as a value, not a
+        # one-point curve); the per-epoch curves (val_acc, losses, lr...) hold one point an epoch.
+        facts: dict[str, float] = {"best_val_acc": result.val_acc, **counted}
         tracker = self.context.tracker
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = save_state_dict(state_dict, Path(tmp) / Path(RUN_WEIGHTS).name)
+            int8 = Path(tmp) / "student_int8.pt2"
+            if cfg.quantize.int8:
+                facts.update(self._quantize(model, data, cfg, int8))
+            summary = model_summary(model, cfg.dataset.image_size)
+            facts.update(
+                params_dense=count_params(model, "dense"),
+                params_nonzero=count_params(model, "nonzero"),
+                train_seconds=result.train_seconds,
+                best_epoch=result.best_epoch,
+            )
+            checkpoint = save_state_dict(result.state_dict, Path(tmp) / Path(RUN_WEIGHTS).name)
+            tracker.log_metrics(run_id, facts)
             tracker.log_artifact(run_id, checkpoint, str(Path(RUN_WEIGHTS).parent))
-        tracker.log_files(run_id, {"model_summary.txt": model_summary(model, image_size)})
+            if int8.exists():
+                tracker.log_artifact(run_id, int8, "int8")
+        tracker.log_files(run_id, {"model_summary.txt": summary})
+
+    @staticmethod
+    def _quantize(
+        model: torch.nn.Module, data: TrainData, cfg: TrialConfig, path: Path
+    ) -> dict[str, float]:
+        """Post-training int8 of the trained student, saved at ``path``: its accuracy and size."""
+        from sweep.compress.quantize import quantize_and_measure, save_quantized
+
+        program, measured = quantize_and_measure(
+            model, data, cfg.dataset.image_size, cfg.quantize.calibration_batches, cpu_accuracy
+        )
+        save_quantized(program, path)
+        return measured

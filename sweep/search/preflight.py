@@ -48,12 +48,17 @@ def preflight(space: SearchSpace, home: Path) -> Preflight:
     try:
         num_classes = planned_num_classes(base.dataset, home)  # the demo is not written yet
         if base.dataset.root:
-            check_readable(Path(base.dataset.root).expanduser())
+            for split in ("training", "validation"):  # a trial reads both
+                check_readable(Path(base.dataset.root).expanduser(), split)
     except SweepError as exc:
         raise SweepError(f"{space.source}: {exc}") from None
     checkpoint = base.teacher.checkpoint
     if checkpoint:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise ConfigError(
+                space.source, "teacher.checkpoint", f"{checkpoint}: is a folder, not a file"
+            )
         if not path.is_file():
             raise ConfigError(space.source, "teacher.checkpoint", f"{checkpoint}: no such file")
         try:  # a truncated file, another architecture or a pickle of code: refused now

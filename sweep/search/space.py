@@ -79,6 +79,9 @@ _TOP_LEVEL = {
 }
 FINAL_SUFFIX = ".final"  # `sweep finalize`'s study beside the search study: <name>.final
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Well inside a file name's 255 bytes (lock and cache files add to it) and MLflow's
+# 256-character experiment and registered-model names (a final study adds ".final").
+MAX_STUDY_NAME = 100
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,10 @@ class SearchSpace:
             return config
         return build_config({**settings, **overrides}, self.source)
 
-    def corner_values(self, limit: int = 512) -> Iterator[dict[str, Any]]:
-        """Value sets at the small corner of the space: every categorical combination,
-        numeric parameters at ``low``. Used to find the smallest model the space can build.
+    def corner_values(self, limit: int = 512, end: str = "low") -> Iterator[dict[str, Any]]:
+        """Value sets at a corner of the space: every categorical combination, numeric
+        parameters at ``low`` (the small corner, where the smallest model the space can build
+        is) or at ``high``.
         """
         categorical = [
             p for p in self.params if isinstance(p.distribution, CategoricalDistribution)
@@ -180,7 +184,7 @@ class SearchSpace:
                 if spec.name in fixed:
                     value = fixed[spec.name]
                 else:
-                    value = spec.distribution.low  # type: ignore[attr-defined]
+                    value = getattr(spec.distribution, end)
                 values[spec.name] = chosen[spec.name] = value
             yield chosen
 
@@ -221,7 +225,7 @@ def load_space(
             source, where, f"not valid YAML ({getattr(exc, 'problem', exc)})"
         ) from None
     if document is None:
-        document = {}
+        raise ConfigError(source, "", "the file is empty; `sweep spaces` lists complete spaces")
     if not isinstance(document, dict):
         raise ConfigError(source, "", "must be a mapping of settings")
     for override in overrides:
@@ -299,6 +303,13 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
     study_name = document.get("study", default_name)
     if not isinstance(study_name, str) or not _STUDY_NAME.match(study_name):
         raise ConfigError(source, "study", "must be a name of letters, digits, '_', '.', '-'")
+    if len(study_name) > MAX_STUDY_NAME:
+        raise ConfigError(
+            source,
+            "study",
+            f"must be at most {MAX_STUDY_NAME} characters, got {len(study_name)} (it names "
+            "files and an MLflow experiment)",
+        )
     objective = document.get("objective", "val_acc")
     if objective not in OBJECTIVES:
         raise ConfigError(source, "objective", f"must be one of {sorted(OBJECTIVES)}")
@@ -337,12 +348,13 @@ def parse_space(document: dict[str, Any], source: str, default_name: str = "stud
         document=document,
         fidelity=fidelity,
     )
-    # Every corner of the space must make a valid config (types, choices) at both stages,
-    # before trial 1.
+    # Every corner of the space (each choice, both ends of each range) must make a valid
+    # config (types, ranges, choices) at both stages, before trial 1.
     try:
-        for chosen in space.corner_values():
-            space.trial_config(chosen)
-            space.final().trial_config(chosen)
+        for end in ("low", "high"):
+            for chosen in space.corner_values(end=end):
+                space.trial_config(chosen)
+                space.final().trial_config(chosen)
     except ConfigError as exc:
         raise ConfigError(source, origin.get(exc.key, exc.key), exc.problem) from None
     return space

@@ -60,7 +60,9 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def open_storage(url: str, on_stale_trial: StaleTrialCallback | None = None) -> BaseStorage:
+def open_storage(
+    url: str, on_stale_trial: StaleTrialCallback | None = None, cut_corrupt: bool = False
+) -> BaseStorage:
     """Open an Optuna storage.
 
     Args:
@@ -69,6 +71,8 @@ def open_storage(url: str, on_stale_trial: StaleTrialCallback | None = None) -> 
             SQLite under many writers answers "database is locked").
         on_stale_trial: for a database, called with each trial whose worker stopped beating,
             after Optuna failed it (workers pass one that retries the trial).
+        cut_corrupt: for a journal, set a bad line before its last aside with every line
+            after it (``sweep doctor --repair``), instead of refusing the journal.
 
     Returns:
         The storage.
@@ -83,7 +87,7 @@ def open_storage(url: str, on_stale_trial: StaleTrialCallback | None = None) -> 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = JournalFlock(str(path))
-            mended = mend_journal(path, lock.file_lock)
+            mended = mend_journal(path, lock.file_lock, cut_corrupt)
             if mended:
                 print(f"sweep: {mended}", file=sys.stderr)
             backend = JournalFileBackend(str(path), lock_obj=lock)

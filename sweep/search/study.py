@@ -20,6 +20,7 @@ import pandas as pd
 from filelock import FileLock
 from optuna.storages import BaseStorage
 
+from sweep import interrupts
 from sweep.config import flatten
 from sweep.errors import SweepError
 from sweep.paths import (
@@ -54,6 +55,9 @@ SPACE_ATTR = "space"
 # often a trial whose worker died is tried again.
 TARGET_ATTR = "target_trials"
 MAX_RETRIES_ATTR = "max_retries"
+# How many `sweep run` processes have opened the study: each after the first draws its
+# proposals from a seed of its own (each trial's ``sampler_seed`` says which).
+PROCESSES_ATTR = "processes"
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ def open_study(
 ) -> optuna.Study:
     """Create or load a study; without a space the study must exist already.
 
-    With ``num_classes`` the sampler screens its proposals against the budget.
+    The sampler is seeded with the space's seed as it is (see :func:`process_seed`). With
+    ``num_classes`` it screens its proposals against the budget.
     """
     if space is None:
         if study_name not in study_names(storage):
@@ -107,7 +112,7 @@ def open_study(
         study_name=study_name,
         storage=storage,
         direction=space.direction,
-        sampler=make_sampler(_resumed(space, storage, study_name), num_classes),
+        sampler=make_sampler(space, num_classes),
         pruner=make_pruner(space),
         load_if_exists=True,
     )
@@ -118,23 +123,33 @@ def open_study(
     return study
 
 
-def _resumed(space: SearchSpace, storage: BaseStorage, study_name: str) -> SearchSpace:
-    """The space with its sampler seed moved on by the trials the study already holds.
+def process_seed(space: SearchSpace, storage: BaseStorage, process: int = 0) -> int | None:
+    """The sampler seed of the ``process``-th process to open the study (None: unseeded).
 
     A sampler created again with the same seed replays the same random sequence (Optuna
-    keeps no sampler state in the storage), so a resumed study would propose its first
-    trials again. From scratch the seed is the space's, so the same command proposes the same
-    trials; each resume starts where the study stands.
+    keeps no sampler state in the storage), so the seed moves on by the trials the study
+    already holds, and by a stride per process that opened it before. From scratch the first
+    process's seed is the space's, so the same command proposes the same trials; each resume
+    starts where the study stands; processes opened together draw apart.
     """
     seed = space.sampler.get("seed")
     if seed is None:
-        return space
+        return None
     try:
-        study_id = storage.get_study_id_from_name(study_name)
+        study_id = storage.get_study_id_from_name(space.study_name)
     except KeyError:  # a new study: the space's own seed
-        return space
+        return int(seed) + _PROCESS_STRIDE * process
     held = len(storage.get_all_trials(study_id, deepcopy=False))
-    return replace(space, sampler={**space.sampler, "seed": (int(seed) + held) % 2**31})
+    return (int(seed) + held + _PROCESS_STRIDE * process) % 2**31
+
+
+# Far apart, so one process's resumes (seed + trials held) do not reach the next one's seeds.
+_PROCESS_STRIDE = 1_000_003
+
+
+def with_seed(space: SearchSpace, seed: int | None) -> SearchSpace:
+    """The space with its sampler seeded by ``seed`` (unchanged when None)."""
+    return space if seed is None else replace(space, sampler={**space.sampler, "seed": seed})
 
 
 def front_table(front: list[TrialRecord]) -> pd.DataFrame:
@@ -291,7 +306,8 @@ def open_sweep(
     storage = open_storage(storage_url, on_stale_trial=on_stale_trial)
     tracker = Tracker(tracking_uri(home), space.study_name, artifact_location(home))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(space.study_name, storage, space, checked.num_classes)
+    seeded = with_seed(space, process_seed(space, storage))
+    study = open_study(space.study_name, storage, seeded, checked.num_classes)
     study.set_user_attr(SPACE_ATTR, space.document)
     study.set_user_attr(TARGET_ATTR, trials)
     study.set_user_attr(MAX_RETRIES_ATTR, max_retries)
@@ -299,8 +315,15 @@ def open_sweep(
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
         parent_id = tracker.ensure_parent(study, _description(space, trials))
+        process = int(study.user_attrs.get(PROCESSES_ATTR, 0))
+        study.set_user_attr(PROCESSES_ATTR, process + 1)
+    if process:
+        # Processes opened at the same moment resume the same seed: without a seed of their
+        # own they would propose the same settings in lockstep.
+        seeded = with_seed(space, process_seed(space, storage, process))
+        study.sampler = make_sampler(seeded, checked.num_classes)
     return SweepSession(
-        space,
+        seeded,
         trials,
         home,
         storage_url,
@@ -325,7 +348,8 @@ def parent_running(session: SweepSession) -> Iterator[None]:
         status = "KILLED"
         raise
     finally:
-        session.tracker.set_status(session.parent_id, status)
+        with interrupts.deferred():  # a second Ctrl-C here would leave it RUNNING
+            session.tracker.set_status(session.parent_id, status)
 
 
 def close_sweep(session: SweepSession) -> SweepSummary:

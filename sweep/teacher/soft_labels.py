@@ -29,6 +29,7 @@ from filelock import FileLock
 from rich.console import Console
 from rich.progress import Progress
 
+from sweep import interrupts
 from sweep.config import DatasetConfig
 from sweep.data.augment import AUGMENT_VERSION, augment_batch, sample_params
 from sweep.data.batches import view_seeds
@@ -93,6 +94,7 @@ def _compute(
     count = len(split.labels)
     for view, seed in enumerate(seeds):
         for start in range(0, count, batch_size):
+            interrupts.check()
             indices = np.arange(start, min(start + batch_size, count))
             images = torch.from_numpy(np.ascontiguousarray(split.images[indices])).to(device)
             batch = augment_batch(

@@ -25,6 +25,7 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from sweep import interrupts
 from sweep.errors import SweepError
 from sweep.records import TrialRecord
 
@@ -118,7 +119,8 @@ class Tracker:
             # A fresh embedded store is created (tables, migrations) by whichever process
             # opens it first; two at once collide ("duplicate column name"). So are an
             # experiment's: the lock makes "look up, else create" one step on this host.
-            with _store_lock(tracking_uri):
+            # A Ctrl-C mid-migration would leave a store no later run can open: held back.
+            with _store_lock(tracking_uri), interrupts.deferred():
                 self.client = MlflowClient(tracking_uri=tracking_uri)
                 experiment = self.client.get_experiment_by_name(experiment_name)
                 if experiment is None:
@@ -160,7 +162,11 @@ class Tracker:
         if run_id is not None:
             return run_id
         tags = {"sweep.role": "study", "optuna.study": study.study_name}
-        mine = self.start_run(study.study_name, description, tags)
+        # Created RUNNING by MLflow; SCHEDULED until a sweep runs it, so a Ctrl-C before
+        # then leaves nothing RUNNING.
+        with interrupts.deferred():
+            mine = self.start_run(study.study_name, description, tags)
+            self.set_status(mine, "SCHEDULED")
         if self._existing_parent(study) is None:
             study.set_user_attr(PARENT_ATTR, mine)
             time.sleep(PARENT_SETTLE_SECONDS)
@@ -274,9 +280,10 @@ class Tracker:
         self.client.log_text(run_id, yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
 
     def set_status(self, run_id: str, status: str) -> None:
-        """Set a run's status: RUNNING while a sweep works on it, then how it ended."""
-        if status == "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
+        """Set a run's status: SCHEDULED before a sweep first runs it, RUNNING while one
+        does, then how it ended."""
+        if status in ("SCHEDULED", "RUNNING"):
+            self.client.update_run(run_id, status=status)
         else:
             self.client.set_terminated(run_id, status=status)
 

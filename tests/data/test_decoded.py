@@ -183,7 +183,9 @@ def test_fingerprint_is_16_hex_and_depends_on_size(food: Path) -> None:
     assert split_fingerprint(samples[1:], 16) != fp
 
 
-def test_corrupt_and_truncated_files_are_skipped(food: Path, tmp_path: Path) -> None:
+def test_corrupt_and_truncated_files_are_skipped(
+    food: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     training = food / "training"
     (training / "0_98.jpg").write_bytes(np.random.default_rng(0).bytes(3000))
     buffer = io.BytesIO()
@@ -197,8 +199,14 @@ def test_corrupt_and_truncated_files_are_skipped(food: Path, tmp_path: Path) -> 
     kept = [s for s in scan_split(food, "training") if s.path.stem in split.ids]
     for sample, image in zip(kept, split.images, strict=True):
         assert np.abs(image.astype(np.int16) - _reference(sample.path, 16)).mean() < 1.0
+    [meta] = (tmp_path / "cache").glob("training-*.json")
+    assert capsys.readouterr().err == (
+        "sweep: training: 2 images could not be decoded and are left out (training/0_98.jpg, "
+        f"training/1_99.jpg); {meta} lists them all, with the reasons\n"
+    )
     again = decoded_split(food, "training", 16, tmp_path / "cache", progress=False)
     assert again.skipped == split.skipped
+    assert capsys.readouterr().err == ""  # told once
 
 
 def test_all_unreadable_names_the_folder(tmp_path: Path) -> None:

@@ -47,17 +47,27 @@ def crashed(sweep_home: Path) -> dict:
 
 
 def test_doctor_reports_then_repairs(crashed: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    stale_run, dying_run = crashed["runs"]
     assert main(["doctor", "--study", "crash"]) == 0
-    report = capsys.readouterr().out
-    assert "found: trials 1 RUNNING with no live worker" in report
-    assert "found: 2 MLflow trial runs RUNNING with no live trial" in report
-    assert "found: the parent run left RUNNING with nothing running" in report
-    assert "--repair" in report
+    assert capsys.readouterr().out.splitlines() == [
+        "found: trial 1 RUNNING with no live worker",
+        f"found: trial 0's MLflow run {stale_run} RUNNING with no live trial",
+        f"found: trial 1's MLflow run {dying_run} RUNNING with no live trial",
+        "found: the parent run RUNNING with nothing running",
+        "run `sweep doctor --study crash --repair` to mend it",
+    ]
     client = crashed["tracker"].client
     assert client.get_run(crashed["parent"]).info.status == "RUNNING"  # report only
 
     assert main(["doctor", "--study", "crash", "--repair"]) == 0
-    assert "mended: trials 1 RUNNING" in capsys.readouterr().out
+    # Every mend is reported, the dead trial's run included, each by its trial's number.
+    assert capsys.readouterr().out.splitlines() == [
+        "mended: trial 1 RUNNING with no live worker (failed, and queued again while it has "
+        "retries left)",
+        f"mended: trial 0's MLflow run {stale_run} RUNNING with no live trial (ended FAILED)",
+        f"mended: trial 1's MLflow run {dying_run} RUNNING with no live trial (ended FAILED)",
+        "mended: the parent run RUNNING with nothing running (ended KILLED)",
+    ]
     study = optuna.load_study(
         study_name="crash", storage=open_storage(os.environ["SWEEP_HOME"] + "/optuna.journal")
     )

@@ -48,4 +48,37 @@ def test_a_bad_line_before_the_end_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SweepError, match=rf"{path}: line 3 is not a journal record") as error:
         open_storage(str(path))
     assert "\n" not in str(error.value)
-    assert not list(tmp_path.glob("*.torn-*"))  # nothing was moved
+    assert "`sweep doctor --study NAME --repair` sets that line" in str(error.value)
+    assert not list(tmp_path.glob("*.torn-*")) and not list(tmp_path.glob("*.cut-*"))
+
+
+def test_a_torn_last_line_with_its_newline_is_set_aside_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "optuna.journal"
+    journal_with_trials(path, 2)
+    whole = path.read_bytes()
+    with open(path, "ab") as handle:
+        handle.write(TORN + b"\n")
+    storage = open_storage(str(path))
+    assert f"its last line was torn ({len(TORN) + 1} bytes" in capsys.readouterr().err
+    [backup] = tmp_path.glob("optuna.journal.torn-*")
+    assert backup.read_bytes() == TORN + b"\n" and path.read_bytes() == whole
+    assert len(optuna.load_study(study_name="j", storage=storage).trials) == 2
+
+
+def test_repair_sets_a_bad_line_and_every_later_one_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "optuna.journal"
+    journal_with_trials(path, 2)
+    lines = path.read_bytes().splitlines(keepends=True)
+    kept, after = lines[:2], lines[2:]
+    path.write_bytes(b"".join([*kept, b"{not json\n", *after]))
+    storage = open_storage(str(path), cut_corrupt=True)
+    message = capsys.readouterr().err.strip()
+    assert f"line 3 was not a journal record; it and the {len(after)} records after it" in message
+    [cut] = tmp_path.glob("optuna.journal.cut-*")
+    assert cut.read_bytes() == b"".join([b"{not json\n", *after])
+    assert path.read_bytes() == b"".join(kept)
+    optuna.load_study(study_name="j", storage=storage)  # readable again: what came before

@@ -3,8 +3,6 @@ depends on its settings and seed alone."""
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -13,26 +11,8 @@ from cli_runs import runs, write_space
 
 from runners.local import run_sweep
 from sweep.search import objective
-from sweep.search.objective import interrupts_deferred
 from sweep.search.space import load_space
 from sweep.teacher.trial_data import study_soft_labels
-
-
-def test_ctrl_c_inside_the_block_arrives_after_it() -> None:
-    reached = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            reached.append("the rest of the block")  # still runs: the signal is held
-        reached.append("after")  # never: the held Ctrl-C arrives first
-    assert reached == ["the rest of the block"]
-
-
-def test_the_handlers_are_restored() -> None:
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with interrupts_deferred():
-        assert signal.getsignal(signal.SIGINT) is not before[0]
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_a_trials_result_does_not_depend_on_what_ran_before_it(

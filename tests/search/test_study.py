@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import pytest
 from cli_runs import load, sweep, write_space
+
+from sweep.search.space import load_space
+from sweep.search.study import open_sweep
 
 
 def params(home: Path) -> list[dict]:
@@ -35,3 +39,22 @@ def test_the_same_command_from_scratch_proposes_the_same_settings(
 ) -> None:
     resumed, fresh = homes
     assert params(fresh) == params(resumed)[:2]
+
+
+def test_processes_opening_a_study_together_draw_apart(
+    tmp_path: Path, food11_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    space = load_space(str(write_space(tmp_path, "together", food11_dir, epochs=1)))
+    home = tmp_path / "home"
+    # Four `sweep run` processes that open the fresh study before any of them proposes.
+    sessions = [open_sweep(space, 8, home=home) for _ in range(4)]
+    proposed = []
+    for session in sessions:
+        trial = session.study.ask()
+        proposed.append(tuple(sorted(session.space.suggest(trial).items())))
+        session.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    seeds = [session.space.sampler["seed"] for session in sessions]
+    assert seeds[0] == 0  # the first keeps the space's seed: the same command, the same trials
+    assert len(set(seeds)) == 4
+    assert len(set(proposed)) >= 3

@@ -1,0 +1,112 @@
+"""Ctrl-C (and SIGTERM) honoured at every moment of a command.
+
+Python turns SIGINT into a KeyboardInterrupt raised wherever the main thread happens to be.
+When that is inside a weakref callback or a ``__del__`` (torch and Optuna run many), Python
+prints "Exception ignored in ..." and carries on: the interrupt is lost and the run trains
+on. So :func:`honoured` handles both signals itself: it remembers that one came, then raises
+KeyboardInterrupt as usual; the long loops (batches, epochs, trials, decoding, soft labels)
+call :func:`check`, which raises it again when it was swallowed. A second signal raises at
+once, even inside the first one's clean-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_pending = False  # a stop signal came during this command
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    global _pending
+    _pending = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def honoured() -> Iterator[None]:
+    """Handle SIGINT and SIGTERM for the block as one KeyboardInterrupt that cannot be lost.
+
+    Signal handlers belong to the main thread; elsewhere the block runs as it is.
+    """
+    global _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _pending = False
+    previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS}
+    previous_hook = sys.unraisablehook
+
+    def unraisable(hooked: Any) -> None:
+        # Swallowed on its way ("Exception ignored in ..."): check() raises it again, and
+        # the command's one line says it; no traceback for it.
+        if not isinstance(hooked.exc_value, KeyboardInterrupt):
+            previous_hook(hooked)
+
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        sys.unraisablehook = previous_hook
+        _pending = False
+
+
+@contextlib.contextmanager
+def as_python_does() -> Iterator[None]:
+    """Python's own handling of SIGINT and SIGTERM for the block, for a server that stops on
+    them (``sweep ui``, ``sweep dashboard``): Ctrl-C a KeyboardInterrupt, SIGTERM the end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {s: signal.signal(s, handler) for s, handler in defaults.items()}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it.
+
+    Python runs signal handlers in the main thread only (and only there may they be
+    replaced), so elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in received:
+            signal.raise_signal(number)  # now, to whichever handler was there before
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt when a stop signal came and was swallowed on its way.
+
+    Raises:
+        KeyboardInterrupt: a stop signal came during this command.
+    """
+    if _pending:
+        raise KeyboardInterrupt
+
+
+def pending() -> bool:
+    """Whether a stop signal came during this command."""
+    return _pending
