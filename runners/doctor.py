@@ -39,7 +39,7 @@ class Checkup:
 
     study_name: str
     dead_trials: list[int]  # RUNNING, their worker gone (or held by no worker, journal)
-    stale_runs: dict[int, str]  # trial number -> its MLflow run, RUNNING though it runs nowhere
+    stale_runs: list[tuple[int, str]]  # (trial number, its MLflow run) RUNNING, run nowhere
     parent_left_running: bool
     repaired: bool
 
@@ -61,7 +61,7 @@ class Checkup:
         lines += [
             f"{done}: trial {number}'s MLflow run {run_id} RUNNING with no live trial"
             + (" (ended FAILED)" if self.repaired else "")
-            for number, run_id in sorted(self.stale_runs.items())
+            for number, run_id in sorted(self.stale_runs)
         ]
         if self.parent_left_running:
             lines.append(
@@ -105,11 +105,11 @@ def check_study(
     running -= set(dead)  # they run nowhere all the same
     # Found before anything is mended, so the report lists every mend (a dead trial's run
     # ends FAILED with its trial).
-    stale = {
-        int(run.data.tags.get("optuna.trial", -1)): run.info.run_id
+    numbered = [
+        (int(run.data.tags.get("optuna.trial", -1)), run.info.run_id)
         for run in tracker.running_trial_runs(parent_id)
-        if int(run.data.tags.get("optuna.trial", -1)) not in running
-    }
+    ]
+    stale = [(number, run_id) for number, run_id in numbered if number not in running]
     parent_left = not running and tracker.client.get_run(parent_id).info.status == "RUNNING"
     if repair:
         if dead:
@@ -117,7 +117,7 @@ def check_study(
             with FileLock(str(study_lock_path(home, study_name))):
                 reap_dead_workers(study, storage, tracker, parent_id, home, retries)
                 fail_orphans(study, storage, tracker, parent_id, home)
-        for run_id in stale.values():
+        for _, run_id in stale:
             tracker.finish_trial(run_id, "failed")
         if parent_left:
             tracker.set_status(parent_id, "KILLED")

@@ -29,18 +29,34 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _on_main_thread() -> bool:
+    # Python runs signal handlers in the main thread only, and only there may they be
+    # replaced: elsewhere every block below runs as it is.
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _handling(handlers: dict[signal.Signals, Any]) -> Iterator[None]:
+    """Install ``handlers`` for the block, then put back the ones they replaced."""
+    if not _on_main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @contextlib.contextmanager
 def honoured() -> Iterator[None]:
-    """Handle SIGINT and SIGTERM for the block as one KeyboardInterrupt that cannot be lost.
-
-    Signal handlers belong to the main thread; elsewhere the block runs as it is.
-    """
+    """Handle SIGINT and SIGTERM for the block as one KeyboardInterrupt that cannot be lost."""
     global _pending
-    if threading.current_thread() is not threading.main_thread():
+    if not _on_main_thread():
         yield
         return
     _pending = False
-    previous = {s: signal.signal(s, _stop) for s in _STOP_SIGNALS}
     previous_hook = sys.unraisablehook
 
     def unraisable(hooked: Any) -> None:
@@ -51,10 +67,9 @@ def honoured() -> Iterator[None]:
 
     sys.unraisablehook = unraisable
     try:
-        yield
+        with _handling(dict.fromkeys(_STOP_SIGNALS, _stop)):
+            yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         sys.unraisablehook = previous_hook
         _pending = False
 
@@ -63,36 +78,18 @@ def honoured() -> Iterator[None]:
 def as_python_does() -> Iterator[None]:
     """Python's own handling of SIGINT and SIGTERM for the block, for a server that stops on
     them (``sweep ui``, ``sweep dashboard``): Ctrl-C a KeyboardInterrupt, SIGTERM the end."""
-    if threading.current_thread() is not threading.main_thread():
+    with _handling({signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}):
         yield
-        return
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    previous = {s: signal.signal(s, handler) for s, handler in defaults.items()}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it.
-
-    Python runs signal handlers in the main thread only (and only there may they be
-    replaced), so elsewhere the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it."""
     received: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
     try:
-        yield
+        with _handling(dict.fromkeys(_STOP_SIGNALS, lambda signum, _: received.append(signum))):
+            yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
         for number in received:
             signal.raise_signal(number)  # now, to whichever handler was there before
 
@@ -105,8 +102,3 @@ def check() -> None:
     """
     if _pending:
         raise KeyboardInterrupt
-
-
-def pending() -> bool:
-    """Whether a stop signal came during this command."""
-    return _pending

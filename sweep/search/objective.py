@@ -321,7 +321,7 @@ class Objective:
             checkpoint = save_state_dict(result.state_dict, Path(tmp) / Path(RUN_WEIGHTS).name)
             tracker.log_metrics(run_id, facts)
             tracker.log_artifact(run_id, checkpoint, str(Path(RUN_WEIGHTS).parent))
-            if int8.exists():
+            if cfg.quantize.int8:
                 tracker.log_artifact(run_id, int8, "int8")
         tracker.log_files(run_id, {"model_summary.txt": summary})
 

@@ -123,6 +123,10 @@ def open_study(
     return study
 
 
+# Far apart, so one process's resumes (seed + trials held) do not reach the next one's seeds.
+_PROCESS_STRIDE = 1_000_003
+
+
 def process_seed(space: SearchSpace, storage: BaseStorage, process: int = 0) -> int | None:
     """The sampler seed of the ``process``-th process to open the study (None: unseeded).
 
@@ -141,10 +145,6 @@ def process_seed(space: SearchSpace, storage: BaseStorage, process: int = 0) -> 
         return int(seed) + _PROCESS_STRIDE * process
     held = len(storage.get_all_trials(study_id, deepcopy=False))
     return (int(seed) + held + _PROCESS_STRIDE * process) % 2**31
-
-
-# Far apart, so one process's resumes (seed + trials held) do not reach the next one's seeds.
-_PROCESS_STRIDE = 1_000_003
 
 
 def with_seed(space: SearchSpace, seed: int | None) -> SearchSpace:
