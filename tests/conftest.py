@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import types
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -48,6 +50,35 @@ def write_food11(
         pixels = np.full((size, size, 3), colour, dtype=np.uint8)
         Image.fromarray(pixels).save(root / "evaluation" / f"{i:04d}.jpg", quality=95)
     return root
+
+
+# The suite runs on two workers (pytest-xdist, ``--dist loadfile``: README's command), a
+# module to a worker so its fixtures are built once. These modules start several processes
+# of their own, or time how fast something stops: never two of them at once, so they never
+# share the machine's two cores with each other.
+SERIAL_MODULES = {
+    "tests/test_interrupts.py",
+    "tests/test_ui.py",
+    "tests/runners/test_pool.py",
+    "tests/runners/test_loop.py",
+    "tests/runners/test_local.py",
+    "tests/runners/test_finalize.py",
+    "tests/benchmarks/test_gpu_suite.py",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_process_heavy_module_at_a_time(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Hold the workers' shared lock while a module of :data:`SERIAL_MODULES` runs."""
+    module = request.path.relative_to(request.config.rootpath).as_posix()
+    if module not in SERIAL_MODULES or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # Each worker's base folder sits in the run's own folder: the lock is the run's.
+    with FileLock(str(tmp_path_factory.getbasetemp().parent / "serial-modules.lock")):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -117,12 +117,25 @@ def _home(tmp_path: Path, i: int) -> Path:
     return tmp_path / ("shared" if MOMENTS[i][0] == "trial" else f"home{i}")
 
 
-@pytest.mark.parametrize("in_trials", [False, True], ids=["before-the-trials", "in-the-trials"])
+# The twenty moments in three tests, so none is a long test: the ten before the trials, and
+# the trials' first five and last five.
+PARTS = {
+    "before-the-trials": [i for i, (event, _) in enumerate(MOMENTS) if event != "trial"],
+    "first-second-of-the-trials": [
+        i for i, (event, s) in enumerate(MOMENTS) if event == "trial" and s < 1
+    ],
+    "later-in-the-trials": [
+        i for i, (event, s) in enumerate(MOMENTS) if event == "trial" and s >= 1
+    ],
+}
+
+
+@pytest.mark.parametrize("part", list(PARTS))
 def test_twenty_ctrl_cs_at_random_moments_each_end_the_run_cleanly(
-    tmp_path: Path, food11_dir: Path, in_trials: bool
+    tmp_path: Path, food11_dir: Path, part: str
 ) -> None:
-    # Ten moments a half, so neither half is a long test.
-    chosen = [i for i, (event, _) in enumerate(MOMENTS) if (event == "trial") == in_trials]
+    chosen = PARTS[part]
+    in_trials = part != "before-the-trials"
     with ThreadPoolExecutor(3) as pool:
         futures = {}
         for i in chosen:

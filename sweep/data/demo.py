@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 from PIL import Image
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from sweep.errors import DataError
 
@@ -44,6 +42,11 @@ def _write_image(pixels: np.ndarray, path: Path) -> None:
 
 def _build(target: Path) -> None:
     """Write the whole demo data set into the empty folder ``target``."""
+    # Here, not at the top: scikit-learn takes about 0.9 s to import, and every command
+    # imports this module while only the demo's first use needs it.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     images, labels = digits.images, digits.target
     indices = np.arange(len(labels))

@@ -28,6 +28,7 @@ from mlflow.entities import Metric, Param, RunTag
 from sweep import interrupts
 from sweep.errors import SweepError
 from sweep.records import TrialRecord
+from sweep.track.held_client import HeldClient
 
 PARENT_ATTR = "mlflow_parent_run_id"
 # MLflow 3's UI opens an experiment on the view this tag names; without it, an experiment
@@ -121,7 +122,7 @@ class Tracker:
             # experiment's: the lock makes "look up, else create" one step on this host.
             # A Ctrl-C mid-migration would leave a store no later run can open: held back.
             with _store_lock(tracking_uri), interrupts.deferred():
-                self.client = MlflowClient(tracking_uri=tracking_uri)
+                self.client = HeldClient(MlflowClient(tracking_uri=tracking_uri))
                 experiment = self.client.get_experiment_by_name(experiment_name)
                 if experiment is None:
                     experiment_id = self.client.create_experiment(
@@ -268,6 +269,10 @@ class Tracker:
         for name, content in files.items():
             self.client.log_text(run_id, content, f"{folder}/{name}" if folder else name)
 
+    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+        """Log a matplotlib figure as an image artifact ``name`` (replacing one of that name)."""
+        self.client.log_figure(run_id, figure, name)
+
     def log_artifact(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
         """Log a local file as an artifact of a run."""
         self.client.log_artifact(run_id, str(path), folder)
@@ -362,7 +367,7 @@ class Tracker:
             if trial is not None and trial.run_id is not None:
                 self.client.set_tag(trial.run_id, "pareto", str(number in now).lower())
         self.log_files(parent_id, {"pareto.csv": table_csv})
-        self.client.log_figure(parent_id, figure, "pareto.png")
+        self.log_figure(parent_id, figure, "pareto.png")
         return now
 
     def publish_summary(

@@ -1,0 +1,36 @@
+"""An ``MlflowClient`` whose calls finish before a Ctrl-C lands.
+
+A KeyboardInterrupt raised inside a write to an embedded (SQLite) store leaves that
+connection holding the database's write lock: MLflow rolls back only on ``Exception``. The
+same process's next write, the one that ends the trial's run FAILED, then waits out
+SQLite's timeout and fails with "database is locked", traceback and all. A call to the store
+takes milliseconds, so each one holds the signal back until it returns.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from mlflow import MlflowClient
+
+from sweep import interrupts
+
+
+class HeldClient:
+    """Wraps an ``MlflowClient``: every method runs under :func:`interrupts.deferred`."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def held(*args: Any, **kwargs: Any) -> Any:
+            with interrupts.deferred():
+                return attribute(*args, **kwargs)
+
+        return held
