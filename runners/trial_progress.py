@@ -40,7 +40,9 @@ class EpochProgressFile:
         partial.write_text(json.dumps({"trial": number, "epochs_done": epochs_done}))
         os.replace(partial, self.path)  # readers never see half a file
 
-    def trial_started(self, number: int, epochs: int, family: str, params: int) -> None:
+    def trial_started(
+        self, number: int, epochs: int, family: str, params: int, label: str = ""
+    ) -> None:
         """Start the trial at 0 epochs."""
         self._write(number, 0.0, force=True)
 

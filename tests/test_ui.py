@@ -13,8 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cli_runs import free_port, wait_until_serving
-from mlflow import MlflowClient
+from cli_runs import free_port
 
 from sweep.track.tracker import Tracker, runs_view_link
 
@@ -24,38 +23,6 @@ def _get(url: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
-
-
-def test_ui_serves_the_store_on_loopback(tmp_path: Path, sweep_home: Path) -> None:
-    sweep_home.mkdir(parents=True)
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_home / 'mlflow.db'}")
-    experiment = client.create_experiment(
-        "ui-study", artifact_location=(sweep_home / "mlartifacts").as_uri()
-    )
-    run = client.create_run(experiment)
-    note = tmp_path / "config.yaml"
-    note.write_text("student: {family: dsconv}\n")
-    client.log_artifact(run.info.run_id, str(note))
-
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
-        env={**os.environ, "SWEEP_HOME": str(sweep_home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(server, f"{base}/health", 120)
-        found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})
-        assert "ui-study" in [e["name"] for e in found["experiments"]]
-        listed = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run.info.run_id}")
-        assert [f["path"] for f in listed["files"]] == ["config.yaml"]
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -74,12 +41,16 @@ def _server_group(ui_pid: int) -> int:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_ui_prints_each_studys_link_and_stops_its_server(
-    stop: signal.Signals, sweep_home: Path
+def test_ui_serves_the_store_links_each_study_once_it_answers_and_stops_its_server(
+    stop: signal.Signals, tmp_path: Path, sweep_home: Path
 ) -> None:
     tracker = Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "linked")
     tracker.ensure_parent(optuna.create_study(study_name="linked"), {})  # a study's experiment
     Tracker(f"sqlite:///{sweep_home / 'mlflow.db'}", "sweep-teachers")  # no study: no link
+    run = tracker.client.create_run(tracker.experiment_id)
+    note = tmp_path / "config.yaml"
+    note.write_text("student: {family: dsconv}\n")
+    tracker.client.log_artifact(run.info.run_id, str(note))
     port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
@@ -89,8 +60,26 @@ def test_ui_prints_each_studys_link_and_stops_its_server(
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
+    assert ui.stdout is not None
     try:
-        wait_until_serving(ui, f"{base}/health", 120)
+        printed = [ui.stdout.readline()]
+        assert printed[0].startswith(f"MLflow UI starting at {base} (store sqlite:///")
+        while not printed[-1].startswith("  study "):
+            printed.append(ui.stdout.readline())
+            assert printed[-1], printed  # the output ended before any link
+        # The first link printed answers at once: the server was up before it was shown.
+        with urllib.request.urlopen(printed[-1].split(": ", 1)[1].strip(), timeout=2) as page:
+            assert page.status == 200
+        ours = [line for line in printed if line.startswith(("MLflow UI at ", "  study "))]
+        assert ours == [
+            f"MLflow UI at {base}; Ctrl-C stops it\n",
+            f"  study linked: {runs_view_link(base, tracker.experiment_id)}\n",
+        ]
+        found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})
+        assert {"linked", "sweep-teachers"} <= {e["name"] for e in found["experiments"]}
+        listed = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run.info.run_id}")
+        assert [f["path"] for f in listed["files"]] == ["config.yaml"]
+
         server = _server_group(ui.pid)
         assert server != os.getpgid(ui.pid)  # its own group: a terminal's Ctrl-C is forwarded
         ui.send_signal(stop)
@@ -102,8 +91,7 @@ def test_ui_prints_each_studys_link_and_stops_its_server(
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{base}/health", timeout=2)
     finally:
-        if ui.poll() is None:
-            ui.kill()
-    link = runs_view_link(base, tracker.experiment_id)
-    links = [line for line in ui.stdout.read().splitlines() if line.startswith("  study ")]
-    assert links == [f"  study linked: {link}"]
+        if ui.poll() is None:  # a failed assertion: stop it as a user would, server included
+            ui.terminate()
+            ui.wait(timeout=60)
+    assert "study" not in ui.stdout.read()  # each link once

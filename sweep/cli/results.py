@@ -55,7 +55,10 @@ def add_parsers(commands: Any) -> None:
     predict = commands.add_parser("predict", help="write Id,Category predictions")
     predict.add_argument("--study", required=True)
     predict.add_argument(
-        "--data-dir", required=True, metavar="DIR", help="folder holding evaluation/"
+        "--data-dir",
+        required=True,
+        metavar="DIR",
+        help="a folder of images, or a data folder holding evaluation/",
     )
     predict.add_argument("--out", type=Path, default=Path("predict.csv"))
     add_storage(predict)
@@ -112,6 +115,7 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from sweep.results.export import predict
 
-    rows = predict(args.study, args.data_dir, args.out, args.storage)
-    print(f"wrote {rows} predictions to {args.out}")
+    done = predict(args.study, args.data_dir, args.out, args.storage)
+    print(f"took {done.reason}")
+    print(f"wrote {done.rows} predictions of the images in {done.folder} to {args.out}")
     return 0

@@ -1,7 +1,7 @@
 """Image folders, the bundled demo data set, transforms and DataLoaders."""
 
 from sweep.data.demo import ensure_demo_dataset
-from sweep.data.folders import SPLITS, Sample, class_names, scan_split
+from sweep.data.folders import SPLITS, Sample, class_names, images_to_label, scan_split
 from sweep.data.loaders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -9,7 +9,7 @@ from sweep.data.loaders import (
     build_data,
     dataset_num_classes,
     eval_transform,
-    evaluation_loader,
+    prediction_loader,
     resolve_root,
     train_transform,
 )
@@ -25,7 +25,8 @@ __all__ = [
     "dataset_num_classes",
     "ensure_demo_dataset",
     "eval_transform",
-    "evaluation_loader",
+    "images_to_label",
+    "prediction_loader",
     "resolve_root",
     "scan_split",
     "train_transform",

@@ -177,17 +177,47 @@ def check_readable(root: Path, split: str = "training", sample: int = 16) -> Non
     Raises:
         DataError: naming the folder, when not one of the sampled images can be decoded.
     """
-    samples = scan_split(root, split)[:sample]
+    check_decodable([s.path for s in scan_split(root, split)], root / split, sample)
+
+
+def check_decodable(images: list[Path], folder: Path, sample: int = 16) -> None:
+    """Fail fast when none of the first ``sample`` of ``images`` (from ``folder``) decode.
+
+    Raises:
+        DataError: naming the folder and the first image's reason.
+    """
     problems = []
-    for item in samples:
+    for path in images[:sample]:
         try:
-            with Image.open(item.path) as image:
+            with Image.open(path) as image:
                 image.convert("RGB").load()
             return
         except (OSError, ValueError) as exc:
-            problems.append(f"{item.path.name}: {exc}")
+            problems.append(f"{path.name}: {exc}")
     if problems:
         raise DataError(
-            f"{root / split}: none of the first {len(problems)} images can be decoded "
+            f"{folder}: none of the first {len(problems)} images can be decoded "
             f"({problems[0]}); is the folder a copy of the images?"
         )
+
+
+def images_to_label(path: Path) -> tuple[Path, list[Path]]:
+    """The folder ``sweep predict`` labels and its images: ``path/evaluation`` when ``path``
+    is a data root that has one, else ``path`` itself.
+
+    Raises:
+        DataError: ``path`` is missing or a file, or the folder holds no images.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: is a file, not a folder of images or a data folder")
+    if not path.is_dir():
+        raise DataError(f"{path}: folder does not exist")
+    folder = path / "evaluation" if (path / "evaluation").is_dir() else path
+    images = _image_files(folder)
+    if not images:
+        raise DataError(
+            f"{path}: holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}), "
+            "neither directly nor in evaluation/"
+        )
+    return folder, images

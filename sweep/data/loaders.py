@@ -240,32 +240,23 @@ def build_data(
     )
 
 
-def evaluation_loader(
-    cfg: DatasetConfig,
-    batch_size: int,
-    *,
-    home: Path,
-    split: str = "evaluation",
-    num_workers: int = 0,
+def prediction_loader(
+    images: list[Path], cfg: DatasetConfig, batch_size: int, num_workers: int = 0
 ) -> DataLoader:
-    """Build a loader over one split for prediction.
+    """Build a loader over unlabeled images (``sweep predict``), in the order given.
 
     Args:
-        cfg: the dataset settings.
+        images: the image files.
+        cfg: the dataset settings (image size and resize of the eval transform).
         batch_size: images per batch.
-        home: the sweep home folder (see :func:`resolve_root`).
-        split: the split to read, ``evaluation`` unless scoring another one.
         num_workers: DataLoader worker processes.
 
     Returns:
         A loader yielding ``(float32 [B, 3, S, S], ids)``, ``ids`` a ``list[str]`` of file
-        stems, in sorted path order with the eval transform.
-
-    Raises:
-        DataError: the split folder is missing or holds no images.
+        stems, with the eval transform.
     """
-    root = resolve_root(cfg, home)
-    dataset = ImageDataset(scan_split(root, split), eval_transform(cfg), ids=True)
+    samples = [Sample(path, None) for path in images]
+    dataset = ImageDataset(samples, eval_transform(cfg), ids=True)
     return _loader(
         dataset, batch_size, shuffle=False, seed=0, num_workers=num_workers, pin_memory=False
     )

@@ -34,6 +34,11 @@ class TrainData(Protocol):
     @property
     def val(self) -> Loader: ...
 
+    @property
+    def class_names(self) -> list[str]:
+        """The class names, indexed by label."""
+        ...
+
 
 class TeacherLogits(Protocol):
     """Stored teacher logits (:class:`~sweep.teacher.soft_labels.SoftLabels`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import secrets
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -120,13 +120,15 @@ def save_state_dict(state_dict: Mapping[str, Tensor], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Opened as open() opens any new file (mkstemp's would be 0600, unlike the files beside
+    # it); "x" with a random name keeps it the writer's own.
+    tmp_name = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         # A Ctrl-C inside torch.save's zip writer surfaces as its RuntimeError ("unexpected
         # pos"), not as the interrupt: the write is short, so it is held back until the file
         # is in place.
         with interrupts.deferred():
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp_name, "xb") as f:
                 torch.save(cpu_state, f)
                 f.flush()
                 os.fsync(f.fileno())

@@ -27,8 +27,8 @@ import torch
 
 from sweep.compress.artifact import EXPORT_CONFIG, EXPORT_WEIGHTS, StudentArtifact
 from sweep.config import TrialConfig
-from sweep.data import class_names, evaluation_loader
-from sweep.data.folders import check_readable
+from sweep.data import class_names, images_to_label, prediction_loader, resolve_root
+from sweep.data.folders import check_decodable
 from sweep.data.loaders import IMAGENET_MEAN, IMAGENET_STD
 from sweep.data.protocol import TrainData
 from sweep.errors import SweepError
@@ -115,7 +115,9 @@ def export_best(
     )
     report = {
         "study": study_name,
-        "trial": chosen.source,
+        # The search trial it comes from, and the run whose checkpoint this is (a final
+        # run's own when the model was finalized).
+        "source_trial": chosen.source,
         "run_id": best.run_id,
         **chosen.facts,
         "choice": chosen.reason,
@@ -143,8 +145,9 @@ def _hand_in(
 ) -> dict[str, str | bytes]:
     """``student.py``, ``summary.txt`` and ``export.json`` (the checkpoint is saved apart)."""
     cfg = artifact.config
+    trial = report["source_trial"]
     title = (
-        f"{cfg.student.family} student of study {report['study']}, trial {report['trial']}: "
+        f"{cfg.student.family} student of study {report['study']}, trial {trial}: "
         f"{report['params']:,} parameters (budget {cfg.budget.max_params:,}), "
         f"val_acc {report['reloaded_val_acc']:.4f}."
     )
@@ -234,31 +237,44 @@ def _write_folder(out: Path, files: dict[str, str | bytes], student: StudentArti
         shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """What ``sweep predict`` wrote, and with which model."""
+
+    rows: int
+    folder: Path  # the images it labeled
+    reason: str  # which model, and why (as ``sweep export`` says it)
+
+
 def predict(
     study_name: str,
     data_dir: str,
     out: Path,
     storage_url: str | None = None,
     home: Path | None = None,
-) -> int:
-    """Write the course's submission CSV (``Id,Category``) for ``DIR/evaluation``.
+) -> Predictions:
+    """Write the course's submission CSV (``Id,Category``) for a folder of images: ``DIR``
+    itself, or ``DIR/evaluation`` when ``DIR`` is a data root.
 
-    Returns:
-        The number of rows written.
+    The model is the one ``sweep export`` takes; its class names come with it (from its
+    run's config; a run from before they were kept takes them from its study's data).
+
+    Raises:
+        SweepError: no such study or model, or no decodable images in the folder.
     """
     home = home or sweep_home()
+    folder, images = images_to_label(Path(data_dir).expanduser())
+    check_decodable(images, folder)
     chosen, tracker = choose_model(study_name, storage_url, home)
     model, artifact = load_trial_model(tracker, chosen.trial)
     cfg = artifact.config
-    dataset = replace(cfg.dataset, root=data_dir)
-    names = class_names(Path(data_dir).expanduser())
-    check_readable(Path(data_dir).expanduser(), "evaluation")
+    names = list(artifact.class_names or class_names(resolve_root(cfg.dataset, home)))
     device = resolve_device(cfg.train.device)
     model = model.to(device)
     rows: list[tuple[str, str]] = []
     with torch.no_grad():
-        for images, ids in evaluation_loader(dataset, cfg.train.batch_size, home=home):
-            predicted = model(images.to(device)).argmax(dim=1).tolist()
+        for batch, ids in prediction_loader(images, cfg.dataset, cfg.train.batch_size):
+            predicted = model(batch.to(device)).argmax(dim=1).tolist()
             rows += [(_submission_id(i), names[p]) for i, p in zip(ids, predicted, strict=True)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -267,7 +283,7 @@ def predict(
         writer.writerow(["Id", "Category"])
         writer.writerows(rows)
     os.replace(tmp, out)
-    return len(rows)
+    return Predictions(len(rows), folder, chosen.reason)
 
 
 def _submission_id(stem: str) -> str:

@@ -13,7 +13,26 @@ from sweep.records import STATES, TrialRecord
 from sweep.search.fidelity import describe
 from sweep.search.final import FinalReport, export_choice, read_final
 from sweep.search.pareto import best_trial, count_states, pareto_front
-from sweep.search.study import read_study
+from sweep.search.study import TARGET_ATTR, read_study
+
+# The states that do not count toward ``--trials``, as the headline names them.
+_ASIDE = {
+    "infeasible": "over budget",
+    "duplicate": "duplicate",
+    "failed": "failed",
+    "running": "running",
+}
+
+
+def headline(study_name: str, counts: dict[str, int], target: int | None) -> str:
+    """``study kd_small: 4 of 4 finished (+4 over budget, 1 failed)``: the trials that count
+    toward ``--trials`` against the target, then the rest by what they are."""
+    finished = counts["complete"] + counts["early-stopped"]
+    line = f"study {study_name}: {finished}" + (f" of {target}" if target else "") + " finished"
+    aside = [f"{counts[state]} {name}" for state, name in _ASIDE.items() if counts[state]]
+    if aside:
+        line += " (+" + ", ".join(aside) + ")"
+    return line
 
 
 def _trial_table(title: str, records: list[TrialRecord]) -> Table:
@@ -54,7 +73,8 @@ def print_status(
     console.print(f"stage {space.stage}: {describe(space.defaults)}")
     counts = count_states(records)
 
-    states = Table(title=f"study {study_name}: {len(records)} trials", title_justify="left")
+    target = study.user_attrs.get(TARGET_ATTR)
+    states = Table(title=headline(study_name, counts, target), title_justify="left")
     for state in STATES:
         states.add_column(state, justify="right")
     states.add_row(*(str(counts[s]) for s in STATES))

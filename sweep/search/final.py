@@ -169,6 +169,12 @@ class FinalTrials:
         """An earlier trial training the same source trial with the same seed."""
         return earlier_with_same_settings(trial, taken_trials(trial), settings=pair_of)
 
+    def label(self, trial: optuna.Trial) -> str:
+        """``trial S seed K``: the search trial it trains again, and with which seed (the
+        final study's own numbering means nothing to a person)."""
+        pair = pair_of(trial)
+        return f"trial {trial.number}" if pair is None else f"trial {pair[0]} seed {pair[1]}"
+
 
 def final_results(
     search: Sequence[TrialRecord], final: Sequence[FrozenTrial], max_params: int

@@ -32,8 +32,9 @@ from sweep.search.final import (
     queue_pairs,
     read_final,
 )
+from sweep.search.pareto import pareto_front
 from sweep.search.preflight import preflight
-from sweep.search.space import experiment_of
+from sweep.search.space import SearchSpace, experiment_of
 from sweep.search.storage import StaleTrialCallback, open_storage
 from sweep.search.study import (
     MAX_RETRIES_ATTR,
@@ -48,6 +49,7 @@ from sweep.search.study import (
     stored_space,
     with_seed,
 )
+from sweep.track.plots import front_figure
 from sweep.track.summary import final_metrics
 from sweep.track.tracker import PARENT_ATTR, Tracker, check_reachable
 
@@ -165,7 +167,22 @@ def publish_final(session: SweepSession) -> list[FinalResult]:
     front = report.front if report is not None else []
     table = final_table(front).to_csv(index=False)
     tracker.log_files(session.parent_id, {"final_front.csv": table})
+    _log_front_figure(session.parent_id, tracker, space, records, results)
     return results
+
+
+def _log_front_figure(
+    parent_id: str,
+    tracker: Tracker,
+    space: SearchSpace,
+    records: Sequence[TrialRecord],
+    results: Sequence[FinalResult],
+) -> None:
+    """``pareto.png`` again, with the final means and their spread over the seeds."""
+    max_params = space.defaults.budget.max_params
+    front = pareto_front(records, max_params)
+    figure = front_figure(records, front, max_params, space.study_name, results)
+    tracker.log_figure(parent_id, figure, "pareto.png")
 
 
 def final_table(results: Sequence[FinalResult]) -> pd.DataFrame:

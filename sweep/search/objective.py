@@ -43,7 +43,9 @@ CONSTRAINT = "params_over_budget"
 class TrialProgress(Protocol):
     """What the objective tells a progress display."""
 
-    def trial_started(self, number: int, epochs: int, family: str, params: int) -> None: ...
+    def trial_started(
+        self, number: int, epochs: int, family: str, params: int, label: str
+    ) -> None: ...
 
     def batch_done(self, number: int, epoch: int, batch: int, batches: int) -> None: ...
 
@@ -68,6 +70,10 @@ class TrialSource(Protocol):
         """An earlier trial that trains the same thing (then this one is not trained)."""
         ...
 
+    def label(self, trial: optuna.Trial) -> str:
+        """What a person calls the trial on the progress display."""
+        ...
+
 
 @dataclass(frozen=True)
 class Proposals:
@@ -87,11 +93,17 @@ class Proposals:
         """An earlier trial with the same parameters (:mod:`sweep.search.duplicates`)."""
         return earlier_with_same_settings(trial, taken_trials(trial))
 
+    def label(self, trial: optuna.Trial) -> str:
+        """``trial N``."""
+        return f"trial {trial.number}"
+
 
 class NoProgress:
     """A progress display that shows nothing (workers, tests)."""
 
-    def trial_started(self, number: int, epochs: int, family: str, params: int) -> None:
+    def trial_started(
+        self, number: int, epochs: int, family: str, params: int, label: str
+    ) -> None:
         """Ignore."""
 
     def batch_done(self, number: int, epoch: int, batch: int, batches: int) -> None:
@@ -183,6 +195,8 @@ class Objective:
         # optuna-dashboard (0.21) shows only the list form Optuna wrote before 5.0; Optuna
         # reads both (this one as constraint "0", with the same sign).
         set_system_attr(trial.storage, trial_id(trial), "constraints", [report.excess])
+        if not report.feasible:  # a user attribute too: the dashboard's trial table shows it
+            trial.set_user_attr(CONSTRAINT, report.excess)
 
         run_id = None
         state = "failed"
@@ -252,7 +266,11 @@ class Objective:
         if getattr(data, "skipped", None):
             ctx.tracker.log_metrics(run_id, {"skipped_images": len(data.skipped)})
         ctx.progress.trial_started(
-            trial.number, cfg.train.epochs, cfg.student.family, plan.final_params
+            trial.number,
+            cfg.train.epochs,
+            cfg.student.family,
+            plan.final_params,
+            self.source.label(trial),
         )
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
@@ -288,7 +306,11 @@ class Objective:
             )
         trial.set_user_attr("val_acc", result.val_acc)
         trial.set_user_attr("best_epoch", result.best_epoch)
-        self._log_trained(run_id, model, result, data, cfg, {"params": params, "macs": macs})
+        # Written again, now with the class names: what ``sweep predict`` labels with.
+        artifact = StudentArtifact(
+            cfg, ctx.num_classes, plan.prune_ratio, class_names=data.class_names
+        )
+        self._log_trained(run_id, model, result, data, artifact, {"params": params, "macs": macs})
         return result.val_acc, result.stopped_early
 
     def _log_trained(
@@ -297,12 +319,13 @@ class Objective:
         model: torch.nn.Module,
         result: TrainResult,
         data: TrainData,
-        cfg: TrialConfig,
+        artifact: StudentArtifact,
         counted: dict[str, int],
     ) -> None:
         """What the trial's run keeps of the trained student: its one-off facts (with int8's
-        accuracy and size when ``quantize.int8``), the checkpoint, the int8 program and
-        torchsummary's table."""
+        accuracy and size when ``quantize.int8``), the checkpoint, the int8 program,
+        torchsummary's table and its config with the class names."""
+        cfg = artifact.config
         # One value each, at step 0 (MLflow shows a lone step-0 value as a value, not a
         # one-point curve); the per-epoch curves (val_acc, losses, lr...) hold one point an epoch.
         facts: dict[str, float] = {"best_val_acc": result.val_acc, **counted}
@@ -324,6 +347,7 @@ class Objective:
             if cfg.quantize.int8:
                 tracker.log_artifact(run_id, int8, "int8")
         tracker.log_files(run_id, {"model_summary.txt": summary})
+        tracker.log_config(run_id, artifact.document())
 
     @staticmethod
     def _quantize(

@@ -169,27 +169,23 @@ def refresh_front(
     Returns:
         Every trial as read from the storage, and the front.
     """
-    import matplotlib.pyplot as plt
-
     max_params = space.defaults.budget.max_params
     records = load_records(study)
     front = pareto_front(records, max_params)
     previous = study.user_attrs.get(FRONT_ATTR, [])
-    figure = front_figure(records, front, max_params, study.study_name)
-    try:
-        now = tracker.update_front(
-            parent_id,
-            front,
-            previous,
-            {r.number: r for r in records},
-            front_table(front).to_csv(index=False),
-            figure,
-        )
-    finally:
-        plt.close(figure)
+    final = read_final(study, space, records)
+    finalized = final.results if final is not None else ()
+    figure = front_figure(records, front, max_params, study.study_name, finalized)
+    now = tracker.update_front(
+        parent_id,
+        front,
+        previous,
+        {r.number: r for r in records},
+        front_table(front).to_csv(index=False),
+        figure,
+    )
     study.set_user_attr(FRONT_ATTR, now)
     best = best_trial(records, max_params, study.direction.name.lower())
-    final = read_final(study, space, records)
     note = parent_note(study, space, records, final, tracker.experiment_id)
     finished = sum(1 for r in records if r.finished)
     tracker.publish_summary(

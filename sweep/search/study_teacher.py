@@ -23,7 +23,8 @@ def study_teacher(
         space: the search space.
         num_classes: classes of the data set.
         home: the sweep home folder.
-        display: shows the teacher's epochs while it trains; None prints nothing.
+        display: shows the teacher's bar and a line an epoch while it trains; None shows
+            nothing.
 
     Returns:
         The teacher and its checkpoint, or ``(None, None)`` when no trial distils.
@@ -36,7 +37,13 @@ def study_teacher(
         if display is not None:
             display.note(f"teacher epoch {epoch + 1}/{epochs} val_acc {metrics['val_acc']:.4f}")
 
-    return ensure_teacher(base, num_classes, home, on_epoch)
+    try:
+        return ensure_teacher(
+            base, num_classes, home, on_epoch, display.teacher_batch if display else None
+        )
+    finally:
+        if display is not None:
+            display.teacher_finished()
 
 
 def _may_distil(space: SearchSpace) -> bool:

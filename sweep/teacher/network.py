@@ -16,7 +16,7 @@ from sweep.config import TeacherConfig, TrainConfig
 from sweep.data.protocol import TrainData
 from sweep.errors import CheckpointError
 from sweep.models.weights import read_checkpoint, unwrap_state_dict
-from sweep.train import EpochCallback, TrainResult, train
+from sweep.train import BatchCallback, EpochCallback, TrainResult, train
 
 _SHOW_KEYS = 3
 
@@ -122,6 +122,7 @@ def train_teacher(
     num_classes: int,
     cfg: TrainConfig,
     on_epoch_end: EpochCallback | None = None,
+    on_batch_end: BatchCallback | None = None,
 ) -> tuple[nn.Module, TrainResult]:
     """Train a fresh ResNet18 with plain cross-entropy (no distillation).
 
@@ -130,6 +131,7 @@ def train_teacher(
         num_classes: number of classes.
         cfg: e.g. from :func:`teacher_train_config`.
         on_epoch_end: as for :func:`sweep.train.train`.
+        on_batch_end: as for :func:`sweep.train.train`.
 
     Returns:
         The model (best-epoch weights loaded, eval mode) and the training result.
@@ -137,5 +139,5 @@ def train_teacher(
     # Seed before building so the initial weights, not only the batch order, are reproducible.
     torch.manual_seed(cfg.seed)
     model = build_teacher(num_classes)
-    result = train(model, data, cfg, on_epoch_end=on_epoch_end)
+    result = train(model, data, cfg, on_epoch_end=on_epoch_end, on_batch_end=on_batch_end)
     return model.eval(), result

@@ -27,6 +27,8 @@ from sweep.train import resolve_device
 
 TEACHER_EXPERIMENT = "sweep-teachers"
 EpochLog = Callable[[int, int, dict[str, float]], None]
+# Called after each training batch as (epoch, epochs, batch, batches, images per batch).
+BatchLog = Callable[[int, int, int, int, int], None]
 
 
 def teacher_fingerprint(cfg: TrialConfig, num_classes: int, home: Path) -> str:
@@ -52,7 +54,11 @@ def teacher_path(cfg: TrialConfig, num_classes: int, home: Path) -> Path:
 
 
 def ensure_teacher(
-    cfg: TrialConfig, num_classes: int, home: Path, on_epoch: EpochLog | None = None
+    cfg: TrialConfig,
+    num_classes: int,
+    home: Path,
+    on_epoch: EpochLog | None = None,
+    on_batch: BatchLog | None = None,
 ) -> tuple[torch.nn.Module, Path]:
     """Load the teacher, training and saving it first when none exists yet.
 
@@ -61,6 +67,7 @@ def ensure_teacher(
         num_classes: classes of the data set.
         home: the sweep home folder.
         on_epoch: called as ``(epoch, epochs, metrics)`` while a teacher trains.
+        on_batch: called as ``(epoch, epochs, batch, batches, batch_size)`` meanwhile.
 
     Returns:
         The teacher in eval mode and the checkpoint path.
@@ -73,12 +80,17 @@ def ensure_teacher(
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not path.exists():
-            train_and_save_teacher(cfg, num_classes, home, path, on_epoch)
+            train_and_save_teacher(cfg, num_classes, home, path, on_epoch, on_batch)
     return load_teacher(path, num_classes), path
 
 
 def train_and_save_teacher(
-    cfg: TrialConfig, num_classes: int, home: Path, path: Path, on_epoch: EpochLog | None = None
+    cfg: TrialConfig,
+    num_classes: int,
+    home: Path,
+    path: Path,
+    on_epoch: EpochLog | None = None,
+    on_batch: BatchLog | None = None,
 ) -> float:
     """Train a ResNet18 from scratch, log it as its own MLflow run, save its best weights.
 
@@ -104,7 +116,13 @@ def train_and_save_teacher(
             if on_epoch is not None:
                 on_epoch(epoch, train_cfg.epochs, metrics)
 
-        _, result = train_teacher(data, num_classes, train_cfg, on_epoch_end=on_epoch_end)
+        def on_batch_end(epoch: int, batch: int, batches: int) -> None:
+            if on_batch is not None:
+                on_batch(epoch, train_cfg.epochs, batch, batches, train_cfg.batch_size)
+
+        _, result = train_teacher(
+            data, num_classes, train_cfg, on_epoch_end=on_epoch_end, on_batch_end=on_batch_end
+        )
         save_state_dict(result.state_dict, path)
         tracker.log_metrics(
             run_id,

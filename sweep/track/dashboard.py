@@ -36,7 +36,6 @@ def upload_front(
     home: Path,
 ) -> str:
     """Upload the accuracy-vs-parameters picture as an artifact of the study; its id."""
-    import matplotlib.pyplot as plt
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
     from sweep.track.plots import front_figure
@@ -44,15 +43,12 @@ def upload_front(
     folder = artifact_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     figure = front_figure(list(records), list(front), max_params, study.study_name)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / FRONT_ARTIFACT
-            figure.savefig(path, dpi=100)
-            return upload_artifact(
-                artifact_store=FileSystemArtifactStore(str(folder)),
-                file_path=str(path),
-                study_or_trial=study,
-                mimetype="image/png",
-            )
-    finally:
-        plt.close(figure)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / FRONT_ARTIFACT
+        figure.savefig(path, dpi=100)
+        return upload_artifact(
+            artifact_store=FileSystemArtifactStore(str(folder)),
+            file_path=str(path),
+            study_or_trial=study,
+            mimetype="image/png",
+        )

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -15,10 +17,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 
 def preparing(what: str, console: Console | None = None) -> None:
@@ -56,12 +60,29 @@ def logging_above(stream: TextIO) -> Iterator[None]:
             handler.setStream(previous)
 
 
+class _Remaining(TimeRemainingColumn):
+    """Time left: a task's own ``eta`` field when it has one (the study's), else rich's
+    estimate from the task's recent speed (a trial's or the teacher's, whose batches are alike).
+    """
+
+    def render(self, task: Task) -> Text:
+        if "eta" not in task.fields:
+            return super().render(task)
+        eta = task.fields["eta"]
+        shown = "-:--:--" if eta is None else str(timedelta(seconds=round(eta)))
+        return Text(shown, style="progress.remaining")
+
+
 class SweepProgress:
     """A rich progress display with one bar for the study and one for the running trial.
 
-    The study bar counts finished trials plus the running trial's fraction, so its time
-    remaining follows training as it goes. Use as a context manager; it implements the
-    objective's ``TrialProgress`` protocol.
+    The study bar counts finished trials plus the running trial's fraction. Its time left is
+    the average pace since this process's first trial started (wall seconds per trial done,
+    so over-budget and early-stopped trials count for what they cost and a pool's workers
+    divide it): rich's own estimate, from the last 30 seconds' speed, swung 8:32 -> 17:59 ->
+    6:59 within two minutes as short and long trials came and went. While the study's
+    teacher trains, the second bar is the teacher's. Use as a context manager; it implements
+    the objective's ``TrialProgress`` protocol.
     """
 
     def __init__(
@@ -81,16 +102,20 @@ class SweepProgress:
             TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
-            TimeRemainingColumn(),
+            _Remaining(),
             console=self.console,
             # A pipe or CI log gets no redraws, only the lines printed below.
             disable=not (enabled and self.console.is_terminal),
         )
         self._best = best
         self._done = done
+        self._total = total
+        self._completed = float(done)  # the study bar: finished trials + the running fraction
         self._epochs = 1
+        self._pace: tuple[float, float] | None = None  # (clock, trials done) at the first start
+        self._teacher: tuple[float, int] | None = None  # (clock, batches) at its first batch
         self._study = self._progress.add_task(
-            f"{study_name} trials", total=total, completed=done, note=self._best_note()
+            f"{study_name} trials", total=total, completed=done, note=self._best_note(), eta=None
         )
         self._trial = self._progress.add_task("trial", total=1, visible=False, note="")
         self._logging: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -114,14 +139,18 @@ class SweepProgress:
         self._logging.__exit__(exc_type, exc, tb)
         self._progress.stop()
 
-    def trial_started(self, number: int, epochs: int, family: str, params: int) -> None:
-        """Show a fresh bar for trial ``number``: its family and size, over its epochs."""
+    def trial_started(
+        self, number: int, epochs: int, family: str, params: int, label: str = ""
+    ) -> None:
+        """Show a fresh bar for trial ``number`` (called ``label``, by default ``trial N``):
+        its family and size, over its epochs."""
         self._epochs = max(epochs, 1)
+        self._start_pace()
         self._progress.reset(
             self._trial,
             total=self._epochs,
             visible=True,
-            description=f"trial {number} {family} {params:,} params",
+            description=f"{label or f'trial {number}'} {family} {params:,} params",
             note="epoch 1",
         )
 
@@ -131,7 +160,47 @@ class SweepProgress:
         self._progress.update(
             self._trial, completed=fraction, note=f"epoch {epoch + 1} batch {batch}/{batches}"
         )
-        self._progress.update(self._study, completed=self._done + fraction / self._epochs)
+        self._study_at(self._done + fraction / self._epochs)
+
+    def _start_pace(self) -> None:
+        if self._pace is None:
+            self._pace = (time.monotonic(), self._completed)
+
+    def _study_at(self, completed: float) -> None:
+        """Move the study bar, with the time left at the average pace so far."""
+        eta = None
+        if self._pace is not None:
+            started, done_then = self._pace
+            done = completed - done_then
+            if done > 0:
+                pace = (time.monotonic() - started) / done
+                eta = pace * max(self._total - completed, 0.0)
+        self._completed = completed
+        self._progress.update(self._study, completed=completed, eta=eta)
+
+    def teacher_batch(
+        self, epoch: int, epochs: int, batch: int, batches: int, batch_size: int
+    ) -> None:
+        """Move the teacher's bar: epochs, batches, images a second and its own time left."""
+        done = epoch * batches + batch
+        now = time.monotonic()
+        if self._teacher is None:
+            self._teacher = (now, done)
+            self._progress.reset(
+                self._trial, total=max(epochs, 1), visible=True, description="teacher resnet18"
+            )
+        started, done_then = self._teacher
+        speed = ""
+        if now > started and done > done_then:
+            speed = f" {(done - done_then) * batch_size / (now - started):,.0f} img/s"
+        note = f"epoch {epoch + 1}/{epochs} batch {batch}/{batches}{speed}"
+        self._progress.update(self._trial, completed=epoch + batch / max(batches, 1), note=note)
+
+    def teacher_finished(self) -> None:
+        """Hide the teacher's bar (the trials' takes its place)."""
+        if self._teacher is not None:
+            self._teacher = None
+            self._progress.update(self._trial, visible=False)
 
     def epoch_done(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         """Show the epoch's validation accuracy on the trial's bar."""
@@ -152,6 +221,7 @@ class SweepProgress:
         if not running:
             self._progress.update(self._trial, visible=False)
             return
+        self._start_pace()
         done = sum(d for _, d, _, _ in running)
         self._progress.update(
             self._trial,
@@ -165,7 +235,7 @@ class SweepProgress:
                 for number, d, family, params in running
             ),
         )
-        self._progress.update(self._study, completed=self._done + done / max(epochs, 1))
+        self._study_at(self._done + done / max(epochs, 1))
 
     def note(self, line: str) -> None:
         """Print one line above the bars (a worker restarted, a trial retried)."""
@@ -176,6 +246,7 @@ class SweepProgress:
     ) -> None:
         """Print one line for the finished trial and move the study bar."""
         self._best, self._done = best, done
-        self._progress.update(self._study, completed=done, note=self._best_note())
+        self._progress.update(self._study, note=self._best_note())
+        self._study_at(done)
         self._progress.update(self._trial, visible=False)
         self.note(f"trial {number:>4} {state:<13} {line}")

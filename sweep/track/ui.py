@@ -12,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -23,6 +25,7 @@ from sweep.track.tracker import VIEW_TAG, runs_view_link, sqlite_file
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _GRACE_SECONDS = 10
+_POLL_SECONDS = 0.2
 
 
 def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, str]]:
@@ -43,10 +46,7 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     url = f"http://{host}:{port}"
-    print(f"MLflow UI at {url} (store {uri}); Ctrl-C stops it")
-    database = sqlite_file(uri)
-    if database is None or database.exists():  # a file not written yet holds no study
-        _print_links(uri, url)
+    print(f"MLflow UI starting at {url} (store {uri}) ...", flush=True)
     server = subprocess.Popen(command, start_new_session=True)
     stopped: list[int] = []
 
@@ -56,12 +56,32 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
 
     previous = {s: signal.signal(s, stop) for s in _STOP_SIGNALS}
     try:
+        # The links only once the server answers: the first click must not fail.
+        if _wait_until_answering(server, host, port):
+            print(f"MLflow UI at {url}; Ctrl-C stops it")
+            database = sqlite_file(uri)
+            if database is None or database.exists():  # a file not written yet holds no study
+                _print_links(uri, url)
+            sys.stdout.flush()
         code = server.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _stop_group(server)
     return 0 if stopped else code
+
+
+def _wait_until_answering(server: subprocess.Popen[bytes], host: str, port: int) -> bool:
+    """Poll the server's health endpoint until it answers (True) or the server ends (False)."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    health = f"http://{'[' + local + ']' if ':' in local else local}:{port}/health"
+    while server.poll() is None:
+        try:
+            with urllib.request.urlopen(health, timeout=2):
+                return True
+        except OSError:
+            time.sleep(_POLL_SECONDS)
+    return False
 
 
 def _print_links(uri: str, url: str) -> None:

@@ -11,6 +11,7 @@ from PIL import Image
 from conftest import write_jpeg, write_labeled_tree
 from sweep.data import (
     class_names,
+    images_to_label,
     scan_split,
 )
 from sweep.errors import DataError, SweepError
@@ -112,3 +113,32 @@ def test_validation_class_folder_unseen_in_training(tmp_path: Path) -> None:
     write_jpeg(tmp_path / "training" / "cat" / "a.jpg", 1)
     write_jpeg(tmp_path / "validation" / "dog" / "a.jpg", 2)
     _assert_error(str(tmp_path / "validation" / "dog"), tmp_path, "validation")
+
+
+def test_images_to_label_are_a_roots_evaluation_or_the_folder_itself(food: Path) -> None:
+    evaluation = food / "evaluation"
+    assert images_to_label(food) == images_to_label(evaluation)
+    folder, images = images_to_label(evaluation)
+    assert folder == evaluation and [p.name for p in images] == [
+        "0000.jpg",
+        "0001.jpg",
+        "0002.jpg",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing", "folder does not exist"),
+        ("a-file.jpg", "is a file, not a folder of images or a data folder"),
+        ("empty", "holds no images (.jpeg, .jpg, .png), neither directly nor in evaluation/"),
+    ],
+)
+def test_images_to_label_refuses_a_folder_without_images(
+    tmp_path: Path, where: str, message: str
+) -> None:
+    (tmp_path / "a-file.jpg").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as caught:
+        images_to_label(tmp_path / where)
+    assert str(caught.value) == f"{tmp_path / where}: {message}"

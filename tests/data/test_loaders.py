@@ -16,7 +16,8 @@ from sweep.data import (
     build_data,
     dataset_num_classes,
     eval_transform,
-    evaluation_loader,
+    images_to_label,
+    prediction_loader,
     resolve_root,
     scan_split,
     train_transform,
@@ -89,9 +90,11 @@ def test_build_data_batches_and_reproducible_order(food: Path) -> None:
     assert val_labels == [s.label for s in scan_split(food, "validation")]
 
 
-def test_evaluation_loader_yields_sorted_stem_ids(food: Path) -> None:
-    cfg = DatasetConfig(root=str(food), image_size=16, resize=20)
-    batches = list(evaluation_loader(cfg, batch_size=2, home=food.parent))
+def test_prediction_loader_yields_sorted_stem_ids(food: Path) -> None:
+    cfg = DatasetConfig(image_size=16, resize=20)
+    folder, images = images_to_label(food)
+    assert folder == food / "evaluation"
+    batches = list(prediction_loader(images, cfg, batch_size=2))
     assert [ids for _, ids in batches] == [["0000", "0001"], ["0002"]]
     assert batches[0][0].shape == (2, 3, 16, 16)
 

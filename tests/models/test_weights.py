@@ -71,3 +71,11 @@ def test_fold_masks_stores_the_weight_the_model_uses() -> None:
     assert int((folded["weight"] == 0).sum()) == 4
     plain = {"weight": torch.ones(1), "other_mask": torch.zeros(1)}
     assert fold_masks(plain) == plain  # a mask without its _orig is left alone
+
+
+def test_a_saved_checkpoint_has_the_mode_of_any_new_file(tmp_path: Path) -> None:
+    beside = tmp_path / "export.json"
+    beside.write_text("{}")
+    path = save_state_dict({"w": torch.zeros(1)}, tmp_path / "student_best.ckpt")
+    assert path.stat().st_mode & 0o777 == beside.stat().st_mode & 0o777
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "student_best.ckpt"]

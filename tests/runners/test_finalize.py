@@ -154,15 +154,16 @@ def test_export_takes_the_best_mean_and_says_which_seed_and_why(searched: dict) 
     assert export.returncode == 0, export.stderr
     report = json.loads((out / "export.json").read_text())
     chosen, _ = choose_model("fin", None, home)
-    assert report["stage"] == "final" and report["trial"] == chosen.source
+    assert report["stage"] == "final" and report["source_trial"] == chosen.source
     assert report["seed"] == chosen.facts["seed"]
     assert report["run_id"] == chosen.trial.run_id
     assert report["reloaded_val_acc"] == pytest.approx(report["logged_val_acc"], abs=1e-9)
     study = load(home, "fin.final")
-    seeds = [t.user_attrs["val_acc"] for t in study.trials if pair_of(t)[0] == report["trial"]]
+    source = report["source_trial"]
+    seeds = [t.user_attrs["val_acc"] for t in study.trials if pair_of(t)[0] == source]
     assert report["logged_val_acc"] == max(seeds)  # its best seed
     assert report["final_val_acc_mean"] == pytest.approx(sum(seeds) / len(seeds))
-    assert f"took trial {report['trial']} (final stage), seed {report['seed']}" in export.stdout
+    assert f"took trial {source} (final stage), seed {report['seed']}" in export.stdout
 
 
 def test_a_worker_killed_mid_training_is_retried_with_the_same_source_and_seed(
