@@ -213,6 +213,22 @@ def test_parent_run_carries_the_studys_headline(swept: dict) -> None:
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     view = json.loads(experiment.tags["mlflow.sharedViewState.sweep"])
     assert view["orderByKey"] == "metrics.`best_val_acc`"
+    # The view's filter, as MLflow's own search reads it: the search trials, not the parent.
+    shown = client.search_runs([experiment.experiment_id], view["searchFilter"])
+    assert sorted(r.info.run_id for r in shown) == sorted(
+        t.user_attrs["mlflow_run_id"] for t in study.trials
+    )
+    [scatter] = view["compareRunCharts"]
+    assert (scatter["type"], scatter["xaxis"]["key"], scatter["yaxis"]["key"]) == (
+        "SCATTER",
+        "params",
+        "best_val_acc",
+    )
+    front = json.loads(experiment.tags["mlflow.sharedViewState.sweep-front"])
+    on_front = client.search_runs([experiment.experiment_id], front["searchFilter"])
+    assert {r.data.tags["optuna.trial"] for r in on_front} == {
+        str(n) for n in study.user_attrs["pareto_trials"]
+    }
 
 
 def test_status_prints_states_best_and_front(swept: dict) -> None:

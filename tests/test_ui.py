@@ -15,7 +15,8 @@ import optuna
 import pytest
 from cli_runs import free_port
 
-from sweep.track.tracker import Tracker, runs_view_link
+from sweep.track.tracker import Tracker
+from sweep.track.views import view_link
 
 
 def _get(url: str, body: dict | None = None) -> dict:
@@ -70,10 +71,12 @@ def test_ui_serves_the_store_links_each_study_once_it_answers_and_stops_its_serv
         # The first link printed answers at once: the server was up before it was shown.
         with urllib.request.urlopen(printed[-1].split(": ", 1)[1].strip(), timeout=2) as page:
             assert page.status == 200
-        ours = [line for line in printed if line.startswith(("MLflow UI at ", "  study "))]
+        printed.append(ui.stdout.readline())
+        ours = [line for line in printed if line.startswith(("MLflow UI at ", "  "))]
         assert ours == [
             f"MLflow UI at {base}; Ctrl-C stops it\n",
-            f"  study linked: {runs_view_link(base, tracker.experiment_id)}\n",
+            f"  study linked: {view_link(base, tracker.experiment_id)}\n",
+            f"    its Pareto front: {view_link(base, tracker.experiment_id, 'sweep-front')}\n",
         ]
         found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})
         assert {"linked", "sweep-teachers"} <= {e["name"] for e in found["experiments"]}

@@ -29,31 +29,13 @@ from sweep import interrupts
 from sweep.errors import SweepError
 from sweep.records import TrialRecord
 from sweep.track.held_client import HeldClient
+from sweep.track.views import VIEW_PREFIX, VIEWS
 
 PARENT_ATTR = "mlflow_parent_run_id"
 # MLflow 3's UI opens an experiment on the view this tag names; without it, an experiment
 # with no traces opens on the GenAI overview instead of the runs table.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as markdown
-# A view of the runs table that the UI opens from a link (``?viewStateShareKey=sweep``):
-# trials sorted by accuracy with the columns that answer "what did the study find".
-VIEW_KEY = "sweep"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-RUNS_VIEW = {
-    "searchFilter": "",
-    "orderByKey": "metrics.`best_val_acc`",
-    "orderByAsc": False,
-    "selectedColumns": [
-        "metrics.`best_val_acc`",
-        "metrics.`params`",
-        "metrics.`macs`",
-        "params.`student.family`",
-        "tags.`state`",
-        "tags.`pareto`",
-        "tags.`stage`",
-        "attributes.`Duration`",
-    ],
-}
 FRONT_ATTR = "pareto_trials"
 # How long a process that just published a new parent run waits before reading the study's
 # attribute back: long enough for a rival that read "no parent" at the same moment to have
@@ -69,15 +51,6 @@ RUN_STATUS = {
     "failed": "FAILED",
 }
 EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
-
-
-def runs_view_link(ui_url: str, experiment_id: str) -> str:
-    """The UI's address of a study's runs table, in the view sweep publishes (model training,
-    not MLflow 3's GenAI pages)."""
-    return (
-        f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
-        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
-    )
 
 
 def sqlite_file(tracking_uri: str) -> Path | None:
@@ -180,21 +153,22 @@ class Tracker:
         return winner
 
     def _publish_runs_view(self) -> None:
-        """Keep the study's runs view on its experiment (opened by `sweep ui`'s link).
+        """Keep the study's views on its experiment (opened by `sweep ui`'s links).
 
         Written only when missing or different, under the store's lock: MLflow inserts an
         experiment tag after looking for it, so two processes writing it at once collide.
         """
-        view = json.dumps(RUNS_VIEW)
         with _store_lock(self.tracking_uri):
-            if self.client.get_experiment(self.experiment_id).tags.get(VIEW_TAG) == view:
-                return
-            try:
-                self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, view)
-            except mlflow.exceptions.MlflowException:
-                # Another host wrote it at the same moment (a tracking server, no shared lock).
-                if self.client.get_experiment(self.experiment_id).tags.get(VIEW_TAG) != view:
-                    raise
+            for key, content in VIEWS.items():
+                tag, view = f"{VIEW_PREFIX}{key}", json.dumps(content)
+                if self.client.get_experiment(self.experiment_id).tags.get(tag) == view:
+                    continue
+                try:
+                    self.client.set_experiment_tag(self.experiment_id, tag, view)
+                except mlflow.exceptions.MlflowException:
+                    # Another host wrote it at the same moment (a server, no shared lock).
+                    if self.client.get_experiment(self.experiment_id).tags.get(tag) != view:
+                        raise
 
     def parent_of(self, study: Any) -> str:
         """The parent run of a study that ``sweep run`` started (workers only read it).

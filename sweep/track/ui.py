@@ -21,18 +21,24 @@ from types import FrameType
 from mlflow import MlflowClient
 
 from sweep.paths import sweep_home, tracking_uri
-from sweep.track.tracker import VIEW_TAG, runs_view_link, sqlite_file
+from sweep.track.tracker import sqlite_file
+from sweep.track.views import FRONT_VIEW, STUDY_VIEW, VIEW_PREFIX, view_link
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _GRACE_SECONDS = 10
 _POLL_SECONDS = 0.2
 
 
-def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, str]]:
-    """(study, link to its runs view) for every study experiment in the store."""
+def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, str, str]]:
+    """(study, link to its trials, link to its front) for every study experiment in the
+    store (those that carry sweep's views)."""
     for experiment in MlflowClient(tracking_uri=uri).search_experiments():
-        if VIEW_TAG in experiment.tags:
-            yield experiment.name, runs_view_link(ui_url, experiment.experiment_id)
+        if f"{VIEW_PREFIX}{STUDY_VIEW}" in experiment.tags:
+            study, front = (
+                view_link(ui_url, experiment.experiment_id, view)
+                for view in (STUDY_VIEW, FRONT_VIEW)
+            )
+            yield experiment.name, study, front
 
 
 def serve_ui(host: str, port: int, home: Path | None = None) -> int:
@@ -85,8 +91,9 @@ def _wait_until_answering(server: subprocess.Popen[bytes], host: str, port: int)
 
 
 def _print_links(uri: str, url: str) -> None:
-    for name, link in study_links(uri, url):
-        print(f"  study {name}: {link}")
+    for name, study, front in study_links(uri, url):
+        print(f"  study {name}: {study}")
+        print(f"    its Pareto front: {front}")
 
 
 def _stop_group(server: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,98 @@
+"""The views of a study's runs that sweep keeps on its MLflow experiment.
+
+MLflow 3's UI opens a shared view from a link (``?viewStateShareKey=KEY``), reading the JSON
+in the experiment tag ``mlflow.sharedViewState.KEY``: the search facets (filter, order) and
+the UI state, which includes the chart cards and their sections (keys read from MLflow
+3.17's bundle: ``selectedColumns``, ``compareRunCharts``, ``compareRunSections``, ...). With
+``compareRunsMode=CHART`` in the link, the runs list sits beside the charts.
+
+Two views: ``sweep``, every search trial, and ``sweep-front``, the trials on the Pareto
+front; both open on a scatter of ``best_val_acc`` against ``params``, with MLflow's own
+per-metric charts folded away below it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VIEW_PREFIX = "mlflow.sharedViewState."
+STUDY_VIEW, FRONT_VIEW = "sweep", "sweep-front"
+_SECTION = "sweep-accuracy-vs-parameters"
+# The study's own trials: not its parent run (whose headline repeats the best trial's
+# numbers) nor the final stage's trainings.
+SEARCH_TRIALS = "tags.`sweep.role` = 'trial' AND tags.`stage` = 'search'"
+
+_SCATTER = {
+    "uuid": "sweep-scatter",
+    "type": "SCATTER",
+    "displayName": "best_val_acc vs params",
+    "metricSectionId": _SECTION,
+    "runsCountToCompare": 1000,
+    "deleted": False,
+    "isGenerated": False,
+    "xaxis": {"key": "params", "type": "METRIC"},
+    "yaxis": {"key": "best_val_acc", "type": "METRIC"},
+}
+_SECTIONS = [
+    # One card a row, taller than MLflow's default (3 a row, 360 px).
+    {
+        "uuid": _SECTION,
+        "name": "Accuracy vs parameters",
+        "display": True,
+        "isReordered": False,
+        "deleted": False,
+        "isGenerated": False,
+        "columns": 1,
+        "cardHeight": 480,
+    },
+    # MLflow adds a chart per metric into these (by name): folded.
+    *(
+        {
+            "uuid": f"sweep-{name.split()[0].lower()}",
+            "name": name,
+            "display": False,
+            "isReordered": False,
+            "deleted": False,
+            "isGenerated": True,
+        }
+        for name in ("Model metrics", "System metrics")
+    ),
+]
+_COLUMNS = [
+    "metrics.`best_val_acc`",
+    "metrics.`params`",
+    "metrics.`macs`",
+    "params.`student.family`",
+    "tags.`state`",
+    "tags.`pareto`",
+    "attributes.`Duration`",
+]
+_CHARTS = {"compareRunCharts": [_SCATTER], "compareRunSections": _SECTIONS}
+
+VIEWS: dict[str, dict[str, Any]] = {
+    # Trials by accuracy, with the columns that answer "what did the study find".
+    STUDY_VIEW: {
+        "searchFilter": SEARCH_TRIALS,
+        "orderByKey": "metrics.`best_val_acc`",
+        "orderByAsc": False,
+        "selectedColumns": _COLUMNS,
+        **_CHARTS,
+    },
+    # The front, smallest first: each member is the most accurate model up to its size.
+    FRONT_VIEW: {
+        "searchFilter": f"{SEARCH_TRIALS} AND tags.`pareto` = 'true'",
+        "orderByKey": "metrics.`params`",
+        "orderByAsc": True,
+        "selectedColumns": _COLUMNS,
+        **_CHARTS,
+    },
+}
+
+
+def view_link(ui_url: str, experiment_id: str, view: str = STUDY_VIEW) -> str:
+    """The UI's address of a study's view: model training pages (not MLflow 3's GenAI
+    ones), the runs beside their charts."""
+    return (
+        f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={view}&compareRunsMode=CHART"
+    )
