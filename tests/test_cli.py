@@ -208,7 +208,8 @@ def test_parent_run_carries_the_studys_headline(swept: dict) -> None:
     assert metrics["trials_infeasible"] == states.count("infeasible")
     note = parent.data.tags["mlflow.note.content"]
     assert f"best feasible **val_acc {best.value:.4f}**" in note
-    link = f"(#/experiments/{experiment.experiment_id}/runs/{best.user_attrs['mlflow_run_id']})"
+    run = best.user_attrs["mlflow_run_id"]
+    link = f"(#/experiments/{experiment.experiment_id}/runs/{run}?workflowType=machine_learning)"
     assert link in note and "| trial | val_acc | params | MACs | family |" in note
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     view = json.loads(experiment.tags["mlflow.sharedViewState.sweep"])

@@ -26,24 +26,31 @@ SMALL = [
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> Path:
-    home = tmp_path_factory.mktemp("kd_small") / "home"
-    elsewhere = tmp_path_factory.mktemp("user")
-    for family in FAMILIES:
-        done = sweep(
-            home, "run", "--space", "kd_small.yaml", "--trials", "1", "--no-progress",
-            "--data-dir", str(food11_dir), *SMALL, "--set", f"study=kd_{family}",
-            "--set", f"params.student.family.choices=[{family}]",
-            "--set", "params.prune.method.choices=[none]", cwd=elsewhere,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        space = Path(__file__).resolve().parents[1] / "search_spaces" / "kd_small.yaml"
-        assert f"space: {space} (bundled with sweep)" in done.stdout.splitlines()
-    return home
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The home the runs share: the first trains the teacher, the others reuse it."""
+    return tmp_path_factory.mktemp("kd_small") / "home"
+
+
+@pytest.fixture(scope="module")
+def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder outside the repository, where the user runs the command."""
+    return tmp_path_factory.mktemp("user")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_each_family_is_proposed_and_trained(home: Path, family: str) -> None:
+def test_each_family_is_proposed_and_trained(
+    home: Path, elsewhere: Path, food11_dir: Path, family: str
+) -> None:
+    # One run a family (a test each, so none is a long test).
+    done = sweep(
+        home, "run", "--space", "kd_small.yaml", "--trials", "1", "--no-progress",
+        "--data-dir", str(food11_dir), *SMALL, "--set", f"study=kd_{family}",
+        "--set", f"params.student.family.choices=[{family}]",
+        "--set", "params.prune.method.choices=[none]", cwd=elsewhere,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "kd_small.yaml"
+    assert f"space: {space} (bundled with sweep)" in done.stdout.splitlines()
     study = load(home, f"kd_{family}")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete, [(t.number, t.state, t.user_attrs) for t in study.trials]

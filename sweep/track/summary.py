@@ -29,8 +29,10 @@ def headline_metrics(counts: Mapping[str, int], best: TrialRecord | None) -> dic
 
 
 def run_link(experiment_id: str, run_id: str) -> str:
-    """The UI's address of a run, relative to the UI (works on any host it is served from)."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}"
+    """The UI's address of a run, relative to the UI (works on any host it is served from),
+    on MLflow 3's model-training pages: without ``workflowType`` a browser that never chose
+    opens a run on the GenAI ones ("Evaluation runs", "Judges")."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def front_note(
