@@ -22,23 +22,32 @@ from mlflow import MlflowClient
 
 from sweep.paths import sweep_home, tracking_uri
 from sweep.track.tracker import sqlite_file
-from sweep.track.views import FRONT_VIEW, STUDY_VIEW, VIEW_PREFIX, view_link
+from sweep.track.views import (
+    FINAL_TRAININGS,
+    FINAL_VIEW,
+    FRONT_VIEW,
+    STUDY_VIEW,
+    VIEW_PREFIX,
+    view_link,
+)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _GRACE_SECONDS = 10
 _POLL_SECONDS = 0.2
 
 
-def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, str, str]]:
-    """(study, link to its trials, link to its front) for every study experiment in the
-    store (those that carry sweep's views)."""
-    for experiment in MlflowClient(tracking_uri=uri).search_experiments():
-        if f"{VIEW_PREFIX}{STUDY_VIEW}" in experiment.tags:
-            study, front = (
-                view_link(ui_url, experiment.experiment_id, view)
-                for view in (STUDY_VIEW, FRONT_VIEW)
-            )
-            yield experiment.name, study, front
+def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """(study, {view: link}) for every study experiment in the store (those that carry
+    sweep's views); the final stage's view only once the study has final trainings."""
+    client = MlflowClient(tracking_uri=uri)
+    for experiment in client.search_experiments():
+        if f"{VIEW_PREFIX}{STUDY_VIEW}" not in experiment.tags:
+            continue
+        views = [STUDY_VIEW, FRONT_VIEW]
+        final = client.search_runs([experiment.experiment_id], FINAL_TRAININGS, max_results=1)
+        if final:
+            views.append(FINAL_VIEW)
+        yield experiment.name, {v: view_link(ui_url, experiment.experiment_id, v) for v in views}
 
 
 def serve_ui(host: str, port: int, home: Path | None = None) -> int:
@@ -91,9 +100,11 @@ def _wait_until_answering(server: subprocess.Popen[bytes], host: str, port: int)
 
 
 def _print_links(uri: str, url: str) -> None:
-    for name, study, front in study_links(uri, url):
-        print(f"  study {name}: {study}")
-        print(f"    its Pareto front: {front}")
+    for name, links in study_links(uri, url):
+        print(f"  study {name}: {links[STUDY_VIEW]}")
+        print(f"    its Pareto front: {links[FRONT_VIEW]}")
+        if FINAL_VIEW in links:
+            print(f"    its final stage: {links[FINAL_VIEW]}")
 
 
 def _stop_group(server: subprocess.Popen[bytes]) -> None:

@@ -6,9 +6,11 @@ the UI state, which includes the chart cards and their sections (keys read from 
 3.17's bundle: ``selectedColumns``, ``compareRunCharts``, ``compareRunSections``, ...). With
 ``compareRunsMode=CHART`` in the link, the runs list sits beside the charts.
 
-Two views: ``sweep``, every search trial, and ``sweep-front``, the trials on the Pareto
-front; both open on a scatter of ``best_val_acc`` against ``params``, with MLflow's own
-per-metric charts folded away below it.
+Three views: ``sweep``, every search trial; ``sweep-front``, the trials on the Pareto front;
+``sweep-final``, the final stage's trainings (``sweep finalize``) grouped by the search trial
+they train again, each architecture's row and point the mean over its seeds. Each opens on a
+scatter of ``best_val_acc`` against ``params``, with MLflow's own per-metric charts folded
+away below it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 VIEW_PREFIX = "mlflow.sharedViewState."
-STUDY_VIEW, FRONT_VIEW = "sweep", "sweep-front"
+STUDY_VIEW, FRONT_VIEW, FINAL_VIEW = "sweep", "sweep-front", "sweep-final"
 _SECTION = "sweep-accuracy-vs-parameters"
 # The study's own trials: not its parent run (whose headline repeats the best trial's
 # numbers) nor the final stage's trainings.
 SEARCH_TRIALS = "tags.`sweep.role` = 'trial' AND tags.`stage` = 'search'"
+FINAL_TRAININGS = "tags.`sweep.role` = 'trial' AND tags.`stage` = 'final'"
 
 _SCATTER = {
     "uuid": "sweep-scatter",
@@ -84,6 +87,19 @@ VIEWS: dict[str, dict[str, Any]] = {
         "orderByKey": "metrics.`params`",
         "orderByAsc": True,
         "selectedColumns": _COLUMNS,
+        **_CHARTS,
+    },
+    # Each finalized architecture: its finished trainings, grouped by the search trial,
+    # averaged (MLflow's group-by; the spread is in the parent's final_front.csv).
+    FINAL_VIEW: {
+        "searchFilter": f"{FINAL_TRAININGS} AND attributes.status = 'FINISHED'",
+        "orderByKey": "metrics.`best_val_acc`",
+        "orderByAsc": False,
+        "selectedColumns": [*_COLUMNS[:4], "tags.`source_trial`", "tags.`seed`"],
+        "groupBy": {
+            "aggregateFunction": "average",
+            "groupByKeys": [{"mode": "tag", "groupByData": "source_trial"}],
+        },
         **_CHARTS,
     },
 }

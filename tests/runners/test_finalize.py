@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from sweep.search.best import choose_model
 from sweep.search.final import pair_of
+from sweep.track.ui import study_links
 
 FIDELITY = {
     "search": {"epochs": 1, "image_size": 12, "train_fraction": 0.5},
@@ -127,6 +128,26 @@ def test_status_and_the_parent_run_say_which_stage_each_number_is_from(searched:
     assert "| trial | proxy val_acc | final mean | sd | seeds |" in note
     assert {"final_val_acc_mean", "final_val_acc_std", "best_val_acc"} <= set(parent.data.metrics)
     assert parent.info.status == "FINISHED"
+
+
+def test_the_final_stage_has_a_view_of_its_own_grouped_by_architecture(searched: dict) -> None:
+    home = searched["home"]
+    client, _ = runs(home, "fin")
+    experiment = client.get_experiment_by_name("fin")
+    view = json.loads(experiment.tags["mlflow.sharedViewState.sweep-final"])
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "source_trial"}]
+    # Its filter, as MLflow's own search reads it: the final study's complete trainings.
+    shown = client.search_runs([experiment.experiment_id], view["searchFilter"])
+    final = load(home, "fin.final").get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(r.info.run_id for r in shown) == sorted(
+        t.user_attrs["mlflow_run_id"] for t in final
+    )
+    # ... and the search's view none of them.
+    search = json.loads(experiment.tags["mlflow.sharedViewState.sweep"])
+    searched_runs = client.search_runs([experiment.experiment_id], search["searchFilter"])
+    assert {r.data.tags["stage"] for r in searched_runs} == {"search"}
+    links = dict(study_links(f"sqlite:///{home / 'mlflow.db'}", "http://ui"))["fin"]
+    assert set(links) == {"sweep", "sweep-front", "sweep-final"}  # sweep ui prints all three
 
 
 def test_a_rerun_trains_nothing_twice_and_more_seeds_train_only_the_new_ones(
