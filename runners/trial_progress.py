@@ -41,7 +41,7 @@ class EpochProgressFile:
         os.replace(partial, self.path)  # readers never see half a file
 
     def trial_started(
-        self, number: int, epochs: int, family: str, params: int, label: str = ""
+        self, number: int, epochs: int, family: str, params: int, label: str
     ) -> None:
         """Start the trial at 0 epochs."""
         self._write(number, 0.0, force=True)

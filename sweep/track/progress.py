@@ -140,17 +140,17 @@ class SweepProgress:
         self._progress.stop()
 
     def trial_started(
-        self, number: int, epochs: int, family: str, params: int, label: str = ""
+        self, number: int, epochs: int, family: str, params: int, label: str
     ) -> None:
-        """Show a fresh bar for trial ``number`` (called ``label``, by default ``trial N``):
-        its family and size, over its epochs."""
+        """Show a fresh bar for trial ``number``, called ``label`` (``trial N``, or for a
+        final training ``trial S seed K``): its family and size, over its epochs."""
         self._epochs = max(epochs, 1)
         self._start_pace()
         self._progress.reset(
             self._trial,
             total=self._epochs,
             visible=True,
-            description=f"{label or f'trial {number}'} {family} {params:,} params",
+            description=f"{label} {family} {params:,} params",
             note="epoch 1",
         )
 

@@ -17,7 +17,7 @@ def test_a_worker_writes_its_trials_fraction_and_the_parent_reads_it(
     clock = iter([0.0, 0.1, 1.5, 1.6, 9.0, 9.5])
     monkeypatch.setattr(trial_progress.time, "monotonic", lambda: next(clock))
     worker = EpochProgressFile(tmp_path)
-    worker.trial_started(7, epochs=4, family="plain", params=47_547)  # t=0: written
+    worker.trial_started(7, 4, "plain", 47_547, "trial 7")  # t=0: written
     assert read_progress(tmp_path) == {7: 0.0}
     worker.batch_done(7, epoch=0, batch=5, batches=10)  # t=0.1: too soon, skipped
     assert read_progress(tmp_path) == {7: 0.0}

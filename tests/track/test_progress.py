@@ -23,7 +23,7 @@ def test_the_bars_move_with_every_batch_and_the_study_bar_counts_the_running_tri
     console, out = terminal()
     display = SweepProgress("kd_small", total=4, done=1, best=0.8, console=console)
     with display:
-        display.trial_started(7, epochs=2, family="ghostnet", params=54_826)
+        display.trial_started(7, epochs=2, family="ghostnet", params=54_826, label="trial 7")
         display.batch_done(7, epoch=1, batch=5, batches=10)
         study, trial = display._progress.tasks
         assert trial.completed == 1.5 and trial.total == 2
@@ -53,7 +53,7 @@ def test_off_a_terminal_only_the_lines_are_printed() -> None:
     console = Console(file=out, width=40)  # a pipe: no redraws, no blank lines
     display = SweepProgress("s", total=1, done=0, best=None, console=console)
     with display:
-        display.trial_started(0, epochs=1, family="dsconv", params=1_000)
+        display.trial_started(0, epochs=1, family="dsconv", params=1_000, label="trial 0")
         display.batch_done(0, epoch=0, batch=1, batches=1)
         line = "val_acc 0.5000 1,000 params, longer than the console"
         display.trial_finished(0, "complete", line, 1, 0.5)
@@ -111,7 +111,7 @@ def test_the_study_eta_is_the_average_pace_and_holds_steady(
         for number, (seconds, state) in enumerate(kinds):
             if number == 3:
                 del etas[:]  # the steadiness asked for: after the third trial
-            display.trial_started(number, epochs=3, family="plain", params=50_000)
+            display.trial_started(number, 3, "plain", 50_000, f"trial {number}")
             epochs = {"complete": 3, "early-stopped": 1, "infeasible": 0}[state]
             for epoch in range(epochs):
                 for batch in (5, 10):
