@@ -20,7 +20,6 @@ import pandas as pd
 from filelock import FileLock
 from optuna.storages import BaseStorage
 
-from sweep import interrupts
 from sweep.config import flatten
 from sweep.errors import SweepError
 from sweep.paths import (
@@ -344,8 +343,8 @@ def parent_running(session: SweepSession) -> Iterator[None]:
         status = "KILLED"
         raise
     finally:
-        with interrupts.deferred():  # a second Ctrl-C here would leave it RUNNING
-            session.tracker.set_status(session.parent_id, status)
+        # One MLflow call, which the tracker's client completes before a Ctrl-C lands.
+        session.tracker.set_status(session.parent_id, status)
 
 
 def close_sweep(session: SweepSession) -> SweepSummary:
