@@ -84,10 +84,25 @@ def as_python_does() -> Iterator[None]:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it."""
+    """Hold SIGINT and SIGTERM back for the block; one that came meanwhile arrives after it.
+
+    A second one arrives at once: the user insists, say on a call to a server that does not
+    answer.
+    """
     received: list[int] = []
+    outer = {number: signal.getsignal(number) for number in _STOP_SIGNALS}
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        if not received:
+            received.append(signum)
+            return
+        received.clear()  # arrives now, so not again after the block
+        if outer[signum] is _stop:
+            _stop(signum, frame)
+        raise KeyboardInterrupt
+
     try:
-        with _handling(dict.fromkeys(_STOP_SIGNALS, lambda signum, _: received.append(signum))):
+        with _handling(dict.fromkeys(_STOP_SIGNALS, hold)):
             yield
     finally:
         for number in received:

@@ -63,6 +63,21 @@ def test_ctrl_c_inside_the_block_arrives_after_it() -> None:
     assert reached == ["the rest of the block"]
 
 
+def test_a_second_ctrl_c_inside_the_block_arrives_at_once() -> None:
+    # The user insists (a store that does not answer): the block stops there.
+    reached = []
+    with interrupts.honoured():
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("held")
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("never")
+        with pytest.raises(KeyboardInterrupt):  # remembered, as any Ctrl-C is
+            interrupts.check()
+    assert reached == ["held"]
+
+
 def test_the_handlers_are_restored() -> None:
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with interrupts.deferred():

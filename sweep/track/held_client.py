@@ -1,12 +1,14 @@
 """An ``MlflowClient`` whose calls finish before a Ctrl-C lands.
 
-A KeyboardInterrupt raised inside a write to an embedded (SQLite) store leaves that
-connection holding the database's write lock: MLflow rolls back only on ``Exception``. The
-same process's next write, the one that ends the trial's run FAILED, then waits out
-SQLite's timeout and fails with "database is locked", traceback and all. A call to the store
-takes milliseconds, so each one holds the signal back until it returns. Artifact transfers
-do not touch the store and may take long (a model to a remote server): a Ctrl-C stops them
-at once.
+A KeyboardInterrupt raised inside a call to an embedded (SQLite) store can leave that
+connection holding the database's lock: MLflow rolls back only on ``Exception``. The same
+process's next write, the one that ends the trial's run FAILED, then waits out SQLite's
+timeout and fails with "database is locked", traceback and all. Artifact calls are no
+exception: each first reads the run's artifact location from the store (CI caught a Ctrl-C
+there, inside a trial's ``config.yaml``). So every call holds the signal back until it
+returns. Sweep's artifacts are small (a student of at most 60k parameters, a config, a
+figure); should a call hang (a server that does not answer), a second Ctrl-C stops it at
+once (:func:`interrupts.deferred`).
 """
 
 from __future__ import annotations
@@ -18,31 +20,16 @@ from mlflow import MlflowClient
 
 from sweep import interrupts
 
-# Calls that move artifacts (files, or HTTP to a server's artifact proxy), not store rows.
-_ARTIFACT_CALLS = frozenset(
-    {
-        "log_artifact",
-        "log_artifacts",
-        "log_text",
-        "log_dict",
-        "log_figure",
-        "log_image",
-        "download_artifacts",
-        "list_artifacts",
-    }
-)
-
 
 class HeldClient:
-    """Wraps an ``MlflowClient``: every method but an artifact transfer runs under
-    :func:`interrupts.deferred`."""
+    """Wraps an ``MlflowClient``: every method runs under :func:`interrupts.deferred`."""
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
-        if not callable(attribute) or name in _ARTIFACT_CALLS:
+        if not callable(attribute):
             return attribute
 
         @functools.wraps(attribute)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +52,32 @@ def test_attributes_that_are_not_methods_are_passed_through(tmp_path: Path) -> N
     assert HeldClient(MlflowClient(tracking_uri=uri)).tracking_uri == uri
 
 
-class _Uploads:
-    """Stands in for an MlflowClient whose artifact upload is interrupted half-way."""
+@pytest.fixture
+def ctrl_c_inside_the_next_select() -> Iterator[Callable[[], None]]:
+    """Arm: send this process SIGINT from inside the next SELECT that loads a run's tags."""
+    armed: list[bool] = []
 
-    def __init__(self) -> None:
-        self.sent: list[str] = []
+    def send(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if armed and statement.lstrip().upper().startswith("SELECT TAGS."):
+            armed.clear()
+            os.kill(os.getpid(), signal.SIGINT)
 
-    def log_artifact(self, run_id: str, path: str) -> None:
-        self.sent.append("first half")
-        os.kill(os.getpid(), signal.SIGINT)
-        self.sent.append("second half")
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", send)
+    yield lambda: armed.append(True)
+    sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", send)
 
 
-def test_an_artifact_transfer_is_not_held_back() -> None:
-    # It touches no store row and may take long (a model to a server): Ctrl-C stops it.
-    uploads = _Uploads()
+def test_a_ctrl_c_while_an_artifact_call_reads_the_store_lands_after_it(
+    tmp_path: Path, ctrl_c_inside_the_next_select: Callable[[], None]
+) -> None:
+    # An artifact call reads the store first (the run's artifact location). CI once tore a
+    # trial's config.yaml there: the file never came, and the run's end met a locked store.
+    client = HeldClient(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    experiment = client.create_experiment("held", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.create_run(experiment).info.run_id
+    ctrl_c_inside_the_next_select()
     with interrupts.honoured(), pytest.raises(KeyboardInterrupt):
-        HeldClient(uploads).log_artifact("run", "model.pt")  # type: ignore[arg-type]
-    assert uploads.sent == ["first half"]
+        client.log_text(run_id, "epochs: 1\n", "config.yaml")
+    client.set_terminated(run_id, status="FAILED")
+    assert client.get_run(run_id).info.status == "FAILED"
+    assert [a.path for a in client.list_artifacts(run_id)] == ["config.yaml"]
