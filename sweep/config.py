@@ -16,20 +16,23 @@ import copy
 import dataclasses
 import functools
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Annotated, Any, Literal
 
-from sweep.bounds import Bound
+from pydantic import Field
+
+from sweep import validation
 from sweep.errors import ConfigError
 
-# Ranges, declared beside each field and checked as a YAML value or --set is read.
-Positive = Annotated[int, Bound(ge=1)]
-NonNegative = Annotated[int, Bound(ge=0)]
-PositiveFloat = Annotated[float, Bound(gt=0.0)]
-NonNegativeFloat = Annotated[float, Bound(ge=0.0)]
-Fraction = Annotated[float, Bound(ge=0.0, le=1.0)]
-Rate = Annotated[float, Bound(ge=0.0, lt=1.0)]
+# Ranges, declared beside each field and checked (by pydantic, :mod:`sweep.validation`) as a
+# YAML value or --set is read.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 # The one list of ``kd.method`` names: sweep.distill registers a distiller (and a feature
 # loss, where the method has one) under each, and refuses any other name.
@@ -109,7 +112,7 @@ class LowRankConfig:
     ``rank_ratio`` of each layer's full rank is kept; None leaves the model unfactorized.
     """
 
-    rank_ratio: Annotated[float, Bound(gt=0.0, le=1.0)] | None = None
+    rank_ratio: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     start_epoch: NonNegative = 0
 
 
@@ -146,16 +149,16 @@ class DatasetConfig:
 
     name: Literal["food11", "demo"] = "food11"
     root: str | None = None
-    image_size: Annotated[int, Bound(ge=8)] = 224
-    resize: Annotated[int, Bound(ge=8)] = 256  # at least image_size
+    image_size: Annotated[int, Field(ge=8)] = 224
+    resize: Annotated[int, Field(ge=8)] = 256  # at least image_size
     train_crop: Literal["center", "random", "random_resized"] = "random_resized"
-    crop_scale_min: Annotated[float, Bound(gt=0.0, le=1.0)] = 0.35
+    crop_scale_min: Annotated[float, Field(gt=0.0, le=1.0)] = 0.35
     hflip: bool = True
     color_jitter: NonNegativeFloat = 0.0
     cache: bool = True
     # A seeded, class-stratified share of the training images (a cheap search trial's
     # proxy; see ``fidelity:`` in a space). Validation is always whole.
-    train_fraction: Annotated[float, Bound(gt=0.0, le=1.0)] = 1.0
+    train_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
 
 
 @dataclass(frozen=True)
@@ -244,14 +247,6 @@ def canonical_key(key: str, source: str = "settings") -> str:
     raise ConfigError(source, key, "unknown setting")
 
 
-_PLAIN_TYPES: dict[type, tuple[str, Callable[[Any], bool]]] = {
-    bool: ("true or false", lambda v: isinstance(v, bool)),
-    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    float: ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
-    str: ("a string", lambda v: isinstance(v, str)),
-}
-
-
 @functools.cache
 def _field_types(section: str) -> dict[str, Any]:
     """The resolved annotations of a settings section, ranges (``Annotated``) included."""
@@ -260,31 +255,17 @@ def _field_types(section: str) -> dict[str, Any]:
 
 def _coerce(section: str, name: str, value: Any, source: str, key: str) -> Any:
     """Check a value against its field's type and range (ints may stand for floats)."""
-    hint = _field_types(section)[name]
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is Literal:
-        if value not in args:
-            raise ConfigError(source, key, f"must be one of {list(args)}, got {value!r}")
-        return value
-    optional = typing.get_origin(hint) is not Annotated and type(None) in args  # ``X | None``
-    if value is None:
-        if optional:
-            return None
+    if value is None and not _optional(_field_types(section)[name]):
         raise ConfigError(source, key, "must not be empty")
-    kind = next(a for a in args if a is not type(None)) if optional else hint
-    bounds: tuple[Any, ...] = ()
-    if typing.get_origin(kind) is Annotated:
-        kind, *extras = typing.get_args(kind)
-        bounds = tuple(b for b in extras if isinstance(b, Bound))
-    if kind in _PLAIN_TYPES:
-        expected, fits = _PLAIN_TYPES[kind]
-        if not fits(value):
-            raise ConfigError(source, key, f"must be {expected}, got {value!r}")
-    for bound in bounds:
-        problem = bound.problem(value)
-        if problem:
-            raise ConfigError(source, key, problem)
-    return float(value) if kind is float else value
+    try:
+        return validation.check(_field_types(section)[name], value)
+    except validation.Invalid as invalid:
+        raise ConfigError(source, key, invalid.says) from None
+
+
+def _optional(hint: Any) -> bool:
+    """``X | None``: the field may be empty."""
+    return type(None) in typing.get_args(hint)
 
 
 def check_setting(key: str, value: Any, source: str, shown: str) -> Any:

@@ -3,8 +3,8 @@
 A family is a builder ``fn(num_classes, **options) -> nn.Module`` registered with
 :func:`register_student` (as timm's ``@register_model``). The builder's keyword parameters are
 the family's options: their defaults are its defaults and their annotations
-(``Annotated[int, Bound(ge=1)]``) the allowed values, so a search space is checked before
-anything is built.
+(``Annotated[int, Field(ge=1)]``, checked by pydantic) the allowed values, so a search space is
+checked before anything is built.
 """
 
 from __future__ import annotations
@@ -15,53 +15,46 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from pydantic import Field
 from torch import nn
 
-from sweep.bounds import Bound
+from sweep import validation
 from sweep.config import resolve_options
 from sweep.errors import ConfigError
 
 Builder = Callable[..., nn.Module]
 
 
-Count = Annotated[int, Bound(ge=1)]
-Widths = Annotated[Sequence[int], Bound(ge=1)]
-Kernel = Annotated[int, Bound(ge=1, odd=True)]  # odd, so padding k // 2 keeps "same" sizes
-Rate = Annotated[float, Bound(ge=0.0, lt=1.0)]
-Multiplier = Annotated[float, Bound(gt=0.0)]
-Stride = Annotated[int, Bound(ge=1, le=4)]
-Steps = Annotated[int, Bound(ge=0)]  # how many stages halve the feature map
-EvenWidths = Annotated[Sequence[int], Bound(ge=2, even=True)]  # split into two halves
-
-_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+Count = Annotated[int, Field(ge=1)]
+Widths = Annotated[Sequence[Count], Field(min_length=1)]
+Kernel = Annotated[int, Field(ge=1), validation.Odd]  # odd, so padding k // 2 keeps "same" sizes
+Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+Multiplier = Annotated[float, Field(gt=0.0)]
+Stride = Annotated[int, Field(ge=1, le=4)]
+Steps = Annotated[int, Field(ge=0)]  # how many stages halve the feature map
+EvenWidth = Annotated[int, Field(ge=2), validation.Even]  # split into two halves
+EvenWidths = Annotated[Sequence[EvenWidth], Field(min_length=1)]
 
 
 @dataclass(frozen=True)
 class _Option:
-    """What one builder keyword accepts: ``kind`` None takes any value, a None default null."""
+    """What one builder keyword accepts: ``hint`` None takes any value, a None default null."""
 
     default: Any
-    kind: type | None
-    is_list: bool
-    bound: Bound | None
+    hint: Any
 
 
 _FAMILIES: dict[str, tuple[Builder, dict[str, _Option]]] = {}
 
 
 def _describe(hint: Any, default: Any) -> _Option:
-    """Read an option's kind from its annotation, or from its default when it has none."""
-    bound = None
-    if typing.get_origin(hint) is Annotated:
-        hint, *extras = typing.get_args(hint)
-        bound = next((e for e in extras if isinstance(e, Bound)), None)
-    is_list = typing.get_origin(hint) in (list, tuple, Sequence)
-    if is_list:
-        hint = (typing.get_args(hint) or (Any,))[0]
-    elif hint not in _EXPECTED and default is not inspect.Parameter.empty:
-        is_list = isinstance(default, (list, tuple))
-        hint = type(default[0]) if is_list and default else type(default)
-    return _Option(default, hint if hint in _EXPECTED else None, is_list, bound)
+    """Read an option's type from its annotation, or from its default when it has none."""
+    if hint is Any and default is not inspect.Parameter.empty and default is not None:
+        if isinstance(default, (list, tuple)):
+            hint = Annotated[Sequence[type(default[0])], Field(min_length=1)] if default else Any
+        else:
+            hint = type(default)
+    return _Option(default, None if hint is Any else hint)
 
 
 def register_student(name: str) -> Callable[[Builder], Builder]:
@@ -117,31 +110,20 @@ def student_option_defaults(family: str) -> dict[str, Any]:
     }
 
 
-def _scalar_problem(opt: _Option, value: Any) -> str | None:
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    fits = {
-        bool: isinstance(value, bool),
-        int: numeric and isinstance(value, int),
-        float: numeric,
-        str: isinstance(value, str),
-    }
-    if opt.kind in fits and not fits[opt.kind]:
-        return f"must be {_EXPECTED[opt.kind]}, got {value!r}"
-    return opt.bound.problem(value) if opt.bound and numeric else None
-
-
 def _value_problem(opt: _Option, value: Any) -> tuple[int | None, str | None]:
     """Return (index of the bad list element or None, the problem or None)."""
     if value is None:
         return None, None if opt.default is None else "must be set, got null"
-    if not opt.is_list:
-        return None, _scalar_problem(opt, value)  # a list fails as "must be an integer, got [..]"
-    if not isinstance(value, (list, tuple)) or not value:
-        return None, f"must be a non-empty list, got {value!r}"
-    for i, item in enumerate(value):
-        problem = "is null" if item is None else _scalar_problem(opt, item)
-        if problem:
-            return i, f"element {i} {problem} in {list(value)!r}"
+    if opt.hint is None:
+        return None, None
+    try:
+        validation.check(opt.hint, value)
+    except validation.Invalid as invalid:
+        if not invalid.where:  # a list where one number goes: "must be an integer, got [..]"
+            return None, invalid.says
+        index = int(invalid.where[0])
+        problem = "is null" if invalid.got is None else invalid.rule
+        return index, f"element {index} {problem} in {list(value)!r}"
     return None, None
 
 

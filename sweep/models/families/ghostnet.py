@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from sweep.bounds import Bound
 from sweep.models.families.skeleton import StudentNet, stack_stages, stage_strides
 from sweep.models.registry import Count, Kernel, Multiplier, Rate, Steps, Stride, register_student
 
@@ -92,7 +92,7 @@ def ghostnet(
     num_classes: int,
     # 1.5 and expansion 3 give widths 24, 36, 60, 120 and 47,055 parameters at 11 classes.
     width_mult: Multiplier = 1.5,
-    ratio: Annotated[int, Bound(ge=2, le=4)] = 2,
+    ratio: Annotated[int, Field(ge=2, le=4)] = 2,
     expansion: Multiplier = 3.0,
     depth: Count = 1,
     stem: Count = 16,
