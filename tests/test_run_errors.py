@@ -57,7 +57,7 @@ def _nothing_written(home: Path) -> bool:
         ({"fixed__student.widths": "wide"}, "student.widths.2: 'widths' holds a single value"),
         (
             {"params__lr": {"type": "float", "low": 1.0, "high": 0.1}},
-            "space.yaml: params.lr.low: low (1.0) is greater than high (0.1)",
+            "space.yaml: params.lr: `low <= high` must hold, but got (low=1.0, high=0.1).",
         ),
         (
             {"teacher__checkpoint": "/nowhere/teacher.ckpt"},

@@ -94,35 +94,27 @@ def parse_params(
 
 
 def _distribution(spec: Mapping[str, Any], kind: str, source: str, key: str) -> BaseDistribution:
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ConfigError(source, f"{key}.choices", "must be a non-empty list")
-        for choice in choices:
-            if not isinstance(choice, (str, int, float, bool)) and choice is not None:
-                raise ConfigError(
-                    source, f"{key}.choices", f"choices must be scalars, got {choice!r}"
-                )
-        return CategoricalDistribution(choices)
-    low = _number(spec, "low", kind, source, key)
-    high = _number(spec, "high", kind, source, key)
-    if low > high:
-        raise ConfigError(source, f"{key}.low", f"low ({low}) is greater than high ({high})")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(source, f"{key}.log", "must be true or false")
-    step = spec.get("step")
-    if step is not None:
-        _number(spec, "step", kind, source, key)
-        if step <= 0:
-            raise ConfigError(source, f"{key}.step", "must be positive")
-        if log:
-            raise ConfigError(source, f"{key}.step", "cannot be combined with log: true")
-    if log and low <= 0:
-        raise ConfigError(source, f"{key}.low", "must be positive when log: true")
-    if kind == "int":
-        return IntDistribution(low, high, log=log, step=step or 1)
-    return FloatDistribution(float(low), float(high), log=log, step=step)
+    """Build the entry's Optuna distribution; Optuna's constructor checks the ranges (low <=
+    high, low > 0 with log, step > 0 and not with log, scalar choices) and says why."""
+    try:
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(source, f"{key}.choices", "must be a non-empty list")
+            return CategoricalDistribution(choices)
+        low = _number(spec, "low", kind, source, key)
+        high = _number(spec, "high", kind, source, key)
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise ConfigError(source, f"{key}.log", "must be true or false")
+        step = spec.get("step")
+        if step is not None:
+            _number(spec, "step", kind, source, key)
+        if kind == "int":
+            return IntDistribution(low, high, log=log, step=1 if step is None else step)
+        return FloatDistribution(float(low), float(high), log=log, step=step)
+    except ValueError as refused:
+        raise ConfigError(source, key, str(refused)) from None
 
 
 def _parse_when(raw: Any, known: set[str], source: str, key: str) -> dict[str, tuple[Any, ...]]:
