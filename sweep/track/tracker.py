@@ -389,15 +389,14 @@ class Tracker:
         Returns:
             The new version's number.
         """
-        import numpy as np
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
+        from mlflow.models import infer_signature
 
-        classes = int(model(torch.zeros(1, *input_shape)).shape[-1])
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape), "images")]),
-            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, classes), "logits")]),
-        )
+        # MLflow's own inference from one example: a batch of any size ([-1, 3, S, S] float32
+        # images in, [-1, classes] logits out).
+        example = torch.zeros(1, *input_shape)
+        with torch.no_grad():
+            logits = model(example)
+        signature = infer_signature(example.numpy(), logits.numpy())
         # We chose pickle on purpose (below); MLflow warns about it on every call.
         pytorch_log = logging.getLogger("mlflow.pytorch")
         level = pytorch_log.level
