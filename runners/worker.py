@@ -34,10 +34,12 @@ from sweep.search.study import (
     MAX_RETRIES_ATTR,
     SPACE_ATTR,
     TARGET_ATTR,
+    StudyPlace,
     SweepSession,
     check_journal,
     open_study,
     process_seed,
+    session_of,
     stored_space,
     with_seed,
 )
@@ -128,27 +130,15 @@ def _join(
     stale = StaleTrialRetry()
     storage = open_storage(storage_url, on_stale_trial=stale)
     study = open_study(study_name, storage)
-    space, target, max_retries = study_settings(study, overrides, data_dir)
+    space, _, max_retries = study_settings(study, overrides, data_dir)
     checked = preflight(space, home)
     tracker = Tracker(
         tracking_uri(home), space.experiment_name, artifact_location(home), stage=space.stage
     )
     parent_id = tracker.parent_of(study)
     stale.bind(tracker, parent_id, max_retries)
-    space = _own_seed(space, storage)
-    study = open_study(study_name, storage, space, checked.num_classes)
-    return SweepSession(
-        space,
-        target,
-        home,
-        storage_url,
-        storage,
-        study,
-        tracker,
-        parent_id,
-        checked.num_classes,
-        max_retries,
-    )
+    place = StudyPlace(home, storage_url, storage)
+    return session_of(_own_seed(space, storage), place, tracker, parent_id, checked.num_classes)
 
 
 def study_settings(

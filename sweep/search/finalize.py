@@ -40,12 +40,14 @@ from sweep.search.study import (
     MAX_RETRIES_ATTR,
     SPACE_ATTR,
     TARGET_ATTR,
+    StudyPlace,
     SweepSession,
     check_journal,
     load_records,
     open_study,
     parent_note,
     process_seed,
+    session_of,
     stored_space,
     with_seed,
 )
@@ -124,18 +126,8 @@ def open_final(
         study.set_user_attr(key, value)
     wanted = [(r.number, seed) for r in chosen for seed in range(seeds)]
     target = _queue(study, wanted, study_lock_path(home, final.study_name))
-    session = SweepSession(
-        final,
-        target,
-        home,
-        storage_url,
-        storage,
-        study,
-        tracker,
-        parent_id,
-        checked.num_classes,
-        max_retries,
-    )
+    place = StudyPlace(home, storage_url, storage)
+    session = session_of(seeded, place, tracker, parent_id, checked.num_classes)
     return session, FinalPlan(chosen, seeds, target, describe(final.defaults))
 
 

@@ -86,6 +86,43 @@ class SweepSession:
     max_retries: int
 
 
+@dataclass(frozen=True)
+class StudyPlace:
+    """Where a study is kept: sweep's home folder and the Optuna storage (URL and open)."""
+
+    home: Path
+    storage_url: str
+    storage: BaseStorage
+
+
+def session_of(
+    space: SearchSpace,
+    place: StudyPlace,
+    tracker: Tracker,
+    parent_id: str,
+    num_classes: int,
+) -> SweepSession:
+    """Open the space's study for trials, as its opener left it in the storage.
+
+    The one place a :class:`SweepSession` is built (``sweep run``, ``sweep finalize`` and
+    ``sweep worker`` prepare the study first, each in its own way): the target and the retry
+    limit are the study's own attributes, and its sampler is seeded by ``space``'s seed.
+    """
+    study = open_study(space.study_name, place.storage, space, num_classes)
+    return SweepSession(
+        space,
+        int(study.user_attrs[TARGET_ATTR]),
+        place.home,
+        place.storage_url,
+        place.storage,
+        study,
+        tracker,
+        parent_id,
+        num_classes,
+        int(study.user_attrs[MAX_RETRIES_ATTR]),
+    )
+
+
 def load_records(study: optuna.Study) -> list[TrialRecord]:
     """Every trial of a study as a TrialRecord, read from the storage."""
     return [record(t) for t in study.get_trials(deepcopy=False)]
@@ -316,19 +353,8 @@ def open_sweep(
         # Processes opened at the same moment resume the same seed: without a seed of their
         # own they would propose the same settings in lockstep.
         seeded = with_seed(space, process_seed(space, storage, process))
-        study.sampler = make_sampler(seeded, checked.num_classes)
-    return SweepSession(
-        seeded,
-        trials,
-        home,
-        storage_url,
-        storage,
-        study,
-        tracker,
-        parent_id,
-        checked.num_classes,
-        max_retries,
-    )
+    place = StudyPlace(home, storage_url, storage)
+    return session_of(seeded, place, tracker, parent_id, checked.num_classes)
 
 
 @contextmanager

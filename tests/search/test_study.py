@@ -9,7 +9,7 @@ import pytest
 from cli_runs import load, sweep, write_space
 
 from sweep.search.space import load_space
-from sweep.search.study import open_sweep
+from sweep.search.study import StudyPlace, open_sweep, session_of
 
 
 def params(home: Path) -> list[dict]:
@@ -58,3 +58,18 @@ def test_processes_opening_a_study_together_draw_apart(
     assert seeds[0] == 0  # the first keeps the space's seed: the same command, the same trials
     assert len(set(seeds)) == 4
     assert len(set(proposed)) >= 3
+
+
+def test_a_session_is_the_study_as_its_opener_stored_it(
+    tmp_path: Path, food11_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    space = load_space(str(write_space(tmp_path, "stored", food11_dir, epochs=1)))
+    opened = open_sweep(space, 7, home=tmp_path / "home", max_retries=3)
+    # Another process (a worker, a later finalize) opening it reads the same target and
+    # retry limit from the study, and its sampler from the space it is given.
+    place = StudyPlace(opened.home, opened.storage_url, opened.storage)
+    joined = session_of(opened.space, place, opened.tracker, opened.parent_id, 3)
+    assert (joined.trials, joined.max_retries) == (7, 3)
+    assert joined.study.study_name == opened.study.study_name == "stored"
+    assert joined.study.sampler.__class__ is opened.study.sampler.__class__
