@@ -44,6 +44,11 @@ def cache_dir(home: Path) -> Path:
     return home / "cache"
 
 
+def ui_log_path(home: Path) -> Path:
+    """What ``sweep ui``'s MLflow server last printed (its requests, warnings, errors)."""
+    return home / "ui.log"
+
+
 def workers_dir(home: Path) -> Path:
     """Per-host worker bookkeeping: ``<pid>.json`` (the trial a worker holds), logs, locks."""
     return home / "workers"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -72,12 +73,13 @@ def test_ui_serves_the_store_links_each_study_once_it_answers_and_stops_its_serv
         with urllib.request.urlopen(printed[-1].split(": ", 1)[1].strip(), timeout=2) as page:
             assert page.status == 200
         printed.append(ui.stdout.readline())
-        ours = [line for line in printed if line.startswith(("MLflow UI at ", "  "))]
-        assert ours == [
+        # The terminal shows sweep's lines only; the server's own output is in its log.
+        assert printed[1:] == [
             f"MLflow UI at {base}; Ctrl-C stops it\n",
             f"  study linked: {view_link(base, tracker.experiment_id)}\n",
             f"    its Pareto front: {view_link(base, tracker.experiment_id, 'sweep-front')}\n",
         ]
+        assert "Uvicorn running on" in (sweep_home / "ui.log").read_text()
         found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})
         assert {"linked", "sweep-teachers"} <= {e["name"] for e in found["experiments"]}
         listed = _get(f"{base}/api/2.0/mlflow/artifacts/list?run_id={run.info.run_id}")
@@ -98,3 +100,26 @@ def test_ui_serves_the_store_links_each_study_once_it_answers_and_stops_its_serv
             ui.terminate()
             ui.wait(timeout=60)
     assert "study" not in ui.stdout.read()  # each link once
+
+
+def test_a_server_that_cannot_start_is_one_line_naming_the_port_and_its_log(
+    sweep_home: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ui = subprocess.run(
+            [sys.executable, "-m", "sweep.cli", "ui", "--port", str(port)],
+            env={**os.environ, "SWEEP_HOME": str(sweep_home)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert ui.returncode == 2
+    log = sweep_home / "ui.log"
+    assert ui.stderr.splitlines() == [
+        f"sweep: error: --port {port}: the MLflow server stopped before it answered "
+        f"({log.read_text().strip().splitlines()[-1].strip()}); its whole log: {log}"
+    ]
+    assert "address already in use" in ui.stderr.lower()

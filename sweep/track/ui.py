@@ -2,7 +2,9 @@
 
 ``mlflow server`` runs as a child in its own process group (it starts workers of its own);
 SIGINT, SIGTERM and SIGHUP sent to ``sweep ui`` stop that whole group, so no server is left
-behind when ``sweep ui`` is stopped or its terminal closes.
+behind when ``sweep ui`` is stopped or its terminal closes. The server's own output (a few
+dozen lines of start-up, deprecation warnings and one line per request) goes to
+``<home>/ui.log``, so the terminal shows where the UI is and the study links.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from types import FrameType
 
 from mlflow import MlflowClient
 
-from sweep.paths import sweep_home, tracking_uri
+from sweep.errors import SweepError
+from sweep.paths import sweep_home, tracking_uri, ui_log_path
 from sweep.track.tracker import sqlite_file
 from sweep.track.views import (
     FINAL_TRAININGS,
@@ -61,8 +64,13 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     url = f"http://{host}:{port}"
-    print(f"MLflow UI starting at {url} (store {uri}) ...", flush=True)
-    server = subprocess.Popen(command, start_new_session=True)
+    log_path = ui_log_path(home)
+    print(f"MLflow UI starting at {url} (store {uri}; server log {log_path}) ...", flush=True)
+    home.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     stopped: list[int] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -72,18 +80,30 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
     previous = {s: signal.signal(s, stop) for s in _STOP_SIGNALS}
     try:
         # The links only once the server answers: the first click must not fail.
-        if _wait_until_answering(server, host, port):
-            print(f"MLflow UI at {url}; Ctrl-C stops it")
-            database = sqlite_file(uri)
-            if database is None or database.exists():  # a file not written yet holds no study
-                _print_links(uri, url)
-            sys.stdout.flush()
+        if not _wait_until_answering(server, host, port):
+            if stopped:
+                return 0
+            raise SweepError(
+                f"--port {port}: the MLflow server stopped before it answered "
+                f"({_last_line(log_path)}); its whole log: {log_path}"
+            )
+        print(f"MLflow UI at {url}; Ctrl-C stops it")
+        database = sqlite_file(uri)
+        if database is None or database.exists():  # a file not written yet holds no study
+            _print_links(uri, url)
+        sys.stdout.flush()
         code = server.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _stop_group(server)
     return 0 if stopped else code
+
+
+def _last_line(log_path: Path) -> str:
+    """The server's last words: the error that stopped it, as a rule."""
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    return next((line for line in reversed(lines) if line), "it printed nothing")
 
 
 def _wait_until_answering(server: subprocess.Popen[bytes], host: str, port: int) -> bool:
