@@ -17,7 +17,7 @@ import pytest
 from cli_runs import free_port
 
 from sweep.track.tracker import Tracker
-from sweep.track.views import view_link
+from sweep.track.views import open_link, view_route
 
 
 def _get(url: str, body: dict | None = None) -> dict:
@@ -76,8 +76,9 @@ def test_ui_serves_the_store_links_each_study_once_it_answers_and_stops_its_serv
         # The terminal shows sweep's lines only; the server's own output is in its log.
         assert printed[1:] == [
             f"MLflow UI at {base}; Ctrl-C stops it\n",
-            f"  study linked: {view_link(base, tracker.experiment_id)}\n",
-            f"    its Pareto front: {view_link(base, tracker.experiment_id, 'sweep-front')}\n",
+            f"  study linked: {open_link(base, view_route(tracker.experiment_id))}\n",
+            f"    its Pareto front: "
+            f"{open_link(base, view_route(tracker.experiment_id, 'sweep-front'))}\n",
         ]
         assert "Uvicorn running on" in (sweep_home / "ui.log").read_text()
         found = _get(f"{base}/api/2.0/mlflow/experiments/search", {"max_results": 10})

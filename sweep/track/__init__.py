@@ -1,8 +1,5 @@
-"""Tracking: the MLflow layout of a study, its front plot, the live display.
-
-``status`` (the ``sweep status`` tables) reads a study through :mod:`sweep.search`, which
-builds on this package: import it by module path.
-"""
+"""Tracking: the MLflow layout of a study (its parent run, a child run per trial, the views of
+its runs), its front plot, the live display, and ``sweep ui``."""
 
 from sweep.track.plots import front_figure
 from sweep.track.progress import SweepProgress

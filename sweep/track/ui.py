@@ -31,17 +31,28 @@ from sweep.track.views import (
     FRONT_VIEW,
     STUDY_VIEW,
     VIEW_PREFIX,
-    view_link,
+    open_link,
+    view_route,
 )
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _GRACE_SECONDS = 10
 _POLL_SECONDS = 0.2
+# MLflow answers within 10-30 s of its start; one still silent after this is stuck (its
+# workers can die while its parent waits on).
+_START_SECONDS = 180
 
 
-def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+def study_links(
+    uri: str, ui_url: str, via_opener: bool = False
+) -> Iterator[tuple[str, dict[str, str]]]:
     """(study, {view: link}) for every study experiment in the store (those that carry
-    sweep's views); the final stage's view only once the study has final trainings."""
+    sweep's views); the final stage's view only once the study has final trainings.
+
+    ``via_opener``: the links go through ``sweep ui``'s page that has the browser remember
+    MLflow's Model training face (:mod:`sweep.track.ui_app`); a tracking server of its own
+    serves MLflow alone, so its links open the views directly.
+    """
     client = MlflowClient(tracking_uri=uri)
     for experiment in client.search_experiments():
         if f"{VIEW_PREFIX}{STUDY_VIEW}" not in experiment.tags:
@@ -50,7 +61,11 @@ def study_links(uri: str, ui_url: str) -> Iterator[tuple[str, dict[str, str]]]:
         final = client.search_runs([experiment.experiment_id], FINAL_TRAININGS, max_results=1)
         if final:
             views.append(FINAL_VIEW)
-        yield experiment.name, {v: view_link(ui_url, experiment.experiment_id, v) for v in views}
+        links = {}
+        for view in views:
+            route = view_route(experiment.experiment_id, view)
+            links[view] = open_link(ui_url, route) if via_opener else f"{ui_url}/#{route}"
+        yield experiment.name, links
 
 
 def serve_ui(host: str, port: int, home: Path | None = None) -> int:
@@ -62,7 +77,9 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
         _print_links(uri, uri)
         return 0
     mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    # --app-name: MLflow's server with sweep's page for opening it in Model training.
     command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    command += ["--app-name", "sweep"]
     url = f"http://{host}:{port}"
     log_path = ui_log_path(home)
     print(f"MLflow UI starting at {url} (store {uri}; server log {log_path}) ...", flush=True)
@@ -83,14 +100,19 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
         if not _wait_until_answering(server, host, port):
             if stopped:
                 return 0
+            state = (
+                "stopped before it answered"
+                if server.poll() is not None
+                else f"did not answer in {_START_SECONDS} s"
+            )
             raise SweepError(
-                f"--port {port}: the MLflow server stopped before it answered "
-                f"({_last_line(log_path)}); its whole log: {log_path}"
+                f"--port {port}: the MLflow server {state} ({_last_line(log_path)}); "
+                f"its whole log: {log_path}"
             )
         print(f"MLflow UI at {url}; Ctrl-C stops it")
         database = sqlite_file(uri)
         if database is None or database.exists():  # a file not written yet holds no study
-            _print_links(uri, url)
+            _print_links(uri, url, via_opener=True)
         sys.stdout.flush()
         code = server.wait()
     finally:
@@ -107,10 +129,12 @@ def _last_line(log_path: Path) -> str:
 
 
 def _wait_until_answering(server: subprocess.Popen[bytes], host: str, port: int) -> bool:
-    """Poll the server's health endpoint until it answers (True) or the server ends (False)."""
+    """Poll the server's health endpoint until it answers (True), or the server ends or
+    stays silent for :data:`_START_SECONDS` (False)."""
     local = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     health = f"http://{'[' + local + ']' if ':' in local else local}:{port}/health"
-    while server.poll() is None:
+    deadline = time.monotonic() + _START_SECONDS
+    while server.poll() is None and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(health, timeout=2):
                 return True
@@ -119,8 +143,8 @@ def _wait_until_answering(server: subprocess.Popen[bytes], host: str, port: int)
     return False
 
 
-def _print_links(uri: str, url: str) -> None:
-    for name, links in study_links(uri, url):
+def _print_links(uri: str, url: str, via_opener: bool = False) -> None:
+    for name, links in study_links(uri, url, via_opener):
         print(f"  study {name}: {links[STUDY_VIEW]}")
         print(f"    its Pareto front: {links[FRONT_VIEW]}")
         if FINAL_VIEW in links:

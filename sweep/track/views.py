@@ -15,9 +15,13 @@ away below it.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 VIEW_PREFIX = "mlflow.sharedViewState."
+# sweep ui's page that opens a route in Model training and has the browser remember it
+# (sweep.track.ui_app).
+OPEN_PATH = "/sweep/open"
 STUDY_VIEW, FRONT_VIEW, FINAL_VIEW = "sweep", "sweep-front", "sweep-final"
 _SECTION = "sweep-accuracy-vs-parameters"
 # The study's own trials: not its parent run (whose headline repeats the best trial's
@@ -105,10 +109,16 @@ VIEWS: dict[str, dict[str, Any]] = {
 }
 
 
-def view_link(ui_url: str, experiment_id: str, view: str = STUDY_VIEW) -> str:
-    """The UI's address of a study's view: model training pages (not MLflow 3's GenAI
-    ones), the runs beside their charts."""
+def view_route(experiment_id: str, view: str = STUDY_VIEW) -> str:
+    """The UI route of a study's view: model training pages (not MLflow 3's GenAI ones),
+    the runs beside their charts."""
     return (
-        f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"/experiments/{experiment_id}/runs"
         f"?workflowType=machine_learning&viewStateShareKey={view}&compareRunsMode=CHART"
     )
+
+
+def open_link(ui_url: str, route: str) -> str:
+    """The address on ``sweep ui``'s server that opens ``route`` in Model training,
+    remembered for the browser's next clicks (:mod:`sweep.track.ui_app`)."""
+    return f"{ui_url.rstrip('/')}{OPEN_PATH}?{urllib.parse.urlencode({'to': route})}"
