@@ -161,6 +161,10 @@ def test_optuna_study_matches_mlflow(swept: dict) -> None:
         assert run.data.tags["mlflow.parentRunId"] == parent_id
         assert run.data.metrics["best_val_acc"] == pytest.approx(trial.value)
         assert trial.constraints["params_over_budget"] <= 0
+        # The run's page opens on what it trained and how well, as a person reads it.
+        note = run.data.tags["mlflow.note.content"]
+        assert note.startswith(f"**dsconv**, {trial.user_attrs['params']:,} parameters (")
+        assert f"Best **val_acc {trial.value:.4f}** at epoch " in note
 
 
 def test_best_model_is_registered_without_reopening_its_run(swept: dict) -> None:

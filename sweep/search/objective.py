@@ -34,6 +34,7 @@ from sweep.search.space import SearchSpace
 from sweep.teacher.assistant import ensure_assistant
 from sweep.teacher.soft_labels import SoftLabels
 from sweep.teacher.trial_data import study_soft_labels, trial_data, uses_cached_teacher
+from sweep.track.summary import trial_note
 from sweep.track.tracker import Tracker
 from sweep.train import TrainResult, cpu_accuracy, resolve_device, train
 
@@ -343,6 +344,17 @@ class Objective:
             )
             checkpoint = save_state_dict(result.state_dict, Path(tmp) / Path(RUN_WEIGHTS).name)
             tracker.log_metrics(run_id, facts)
+            note = trial_note(
+                cfg,
+                counted["params"],
+                counted["macs"],
+                val_acc=result.val_acc,
+                best_epoch=result.best_epoch,
+                epochs_run=len(result.history),
+                stopped_early=result.stopped_early,
+                seconds=result.train_seconds,
+            )
+            tracker.describe(run_id, note)
             tracker.log_artifact(run_id, checkpoint, str(Path(RUN_WEIGHTS).parent))
             if cfg.quantize.int8:
                 tracker.log_artifact(run_id, int8, "int8")

@@ -1,15 +1,18 @@
-"""What a study found, as the parent run shows it: headline metrics and a markdown note.
+"""What a study's runs say at a glance: the parent's headline and note, each trial's note.
 
 The parent run is the first thing a person sees of a study in the MLflow UI, so it carries
 the answer: the best feasible accuracy and its parameter count, the trials by state (as
 metrics, one point per refresh, so they chart the study's progress), and a description
 (``mlflow.note.content``) with the front as a table whose rows link to each member's run.
+A trial's run opens on its own description: the student, its size against the budget and
+its accuracy, rounded as a person reads them (the metrics below keep every digit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sweep.config import TrialConfig
 from sweep.records import FinalResult, TrialRecord
 
 # The state counts the parent logs, as ``trials_<state>``.
@@ -33,6 +36,32 @@ def run_link(experiment_id: str, run_id: str) -> str:
     on MLflow 3's model-training pages: without ``workflowType`` a browser that never chose
     opens a run on the GenAI ones ("Evaluation runs", "Judges")."""
     return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def trial_note(
+    cfg: TrialConfig,
+    params: int,
+    macs: int,
+    *,
+    val_acc: float,
+    best_epoch: int,
+    epochs_run: int,
+    stopped_early: bool,
+    seconds: float,
+) -> str:
+    """A trained trial's description: ``**dsconv**, 45,202 parameters (14,798 under the
+    60,000 budget), ... best **val_acc 0.9749** at epoch 5 of 6 ...`` (``best_epoch``
+    0-based, as training counts)."""
+    size = cfg.dataset.image_size
+    budget = cfg.budget.max_params
+    ended = f" (stopped early after {epochs_run})" if stopped_early else ""
+    return (
+        f"**{cfg.student.family}**, {params:,} parameters ({budget - params:,} under the "
+        f"{budget:,} budget), {macs:,} MACs at {size}x{size} px.\n\n"
+        f"Best **val_acc {val_acc:.4f}** at epoch {best_epoch + 1} of {cfg.train.epochs}"
+        f"{ended}, in {seconds:.0f} s; seed {cfg.train.seed}. Settings in `config.yaml`, "
+        f"the layers in `model_summary.txt`.\n"
+    )
 
 
 def front_note(

@@ -238,6 +238,10 @@ class Tracker:
         if batch:
             self.client.log_batch(run_id, metrics=batch, synchronous=True)
 
+    def describe(self, run_id: str, note: str) -> None:
+        """Set a run's description (markdown, ``mlflow.note.content``): its page shows it first."""
+        self.client.set_tag(run_id, NOTE_TAG, note)
+
     def log_files(self, run_id: str, files: Mapping[str, str], folder: str = "") -> None:
         """Write text as artifact files ``{name: content}`` of a run."""
         for name, content in files.items():
