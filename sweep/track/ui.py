@@ -10,7 +10,6 @@ dozen lines of start-up, deprecation warnings and one line per request) goes to
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -76,10 +75,11 @@ def serve_ui(host: str, port: int, home: Path | None = None) -> int:
         print(f"MLflow is served at {uri}")
         _print_links(uri, uri)
         return 0
-    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    # --app-name: MLflow's server with sweep's page for opening it in Model training.
-    command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    command += ["--app-name", "sweep"]
+    # This interpreter's MLflow (an `mlflow` on PATH may be another environment's, without
+    # sweep's app); --app-name: MLflow's server with sweep's page that opens it in Model
+    # training (sweep.track.ui_app).
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
+    command += ["--host", host, "--port", str(port), "--app-name", "sweep"]
     url = f"http://{host}:{port}"
     log_path = ui_log_path(home)
     print(f"MLflow UI starting at {url} (store {uri}; server log {log_path}) ...", flush=True)
