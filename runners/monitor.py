@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from runners.session import refresh
 from runners.trial_progress import read_progress
+from sweep.search.final import trial_label
 from sweep.search.pareto import best_trial, record
 from sweep.search.study import SweepSession, load_records, trial_line
 from sweep.track.progress import SweepProgress
@@ -95,7 +96,7 @@ class PoolMonitor:
         within = read_progress(s.home)  # between epochs, from the workers' progress files
         running = [
             (
-                t.number,
+                trial_label(t),
                 max(float(len(t.intermediate_values)), within.get(t.number, 0.0)),
                 t.user_attrs.get("family"),
                 t.user_attrs.get("params"),

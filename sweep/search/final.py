@@ -50,6 +50,14 @@ def pair_of(trial: FrozenTrial | optuna.Trial) -> Pair | None:
     return int(attrs[SOURCE_ATTR]), int(attrs[SEED_ATTR])
 
 
+def trial_label(trial: FrozenTrial | optuna.Trial) -> str:
+    """What a person calls a trial: ``trial S seed K`` for a final training (the search trial
+    it trains again; the final study's own numbering means nothing to a person), else
+    ``trial N``."""
+    pair = pair_of(trial)
+    return f"trial {trial.number}" if pair is None else f"trial {pair[0]} seed {pair[1]}"
+
+
 def candidates(
     records: Sequence[TrialRecord], max_params: int, top: int | None
 ) -> list[TrialRecord]:
@@ -170,10 +178,8 @@ class FinalTrials:
         return earlier_with_same_settings(trial, taken_trials(trial), settings=pair_of)
 
     def label(self, trial: optuna.Trial) -> str:
-        """``trial S seed K``: the search trial it trains again, and with which seed (the
-        final study's own numbering means nothing to a person)."""
-        pair = pair_of(trial)
-        return f"trial {trial.number}" if pair is None else f"trial {pair[0]} seed {pair[1]}"
+        """``trial S seed K``: the search trial it trains again, and with which seed."""
+        return trial_label(trial)
 
 
 def final_results(

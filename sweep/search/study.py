@@ -30,7 +30,7 @@ from sweep.paths import (
     tracking_uri,
 )
 from sweep.search.fidelity import describe
-from sweep.search.final import STAGE_ATTR, FinalReport, pair_of, read_final
+from sweep.search.final import STAGE_ATTR, FinalReport, pair_of, read_final, trial_label
 from sweep.search.pareto import (
     TrialRecord,
     best_trial,
@@ -417,8 +417,7 @@ def trial_line(r: TrialRecord, trial: optuna.trial.FrozenTrial) -> str:
     if r.state == "failed":
         return f"{params} failed: {trial.system_attrs.get('fail_reason', 'see the log')}"
     acc = f"val_acc {r.val_acc:.4f} " if r.val_acc is not None else ""
-    pair = pair_of(trial)
-    trains = f"trial {pair[0]} seed {pair[1]}: " if pair is not None else ""
+    trains = f"{trial_label(trial)}: " if pair_of(trial) is not None else ""
     return f"{trains}{acc}{params}"
 
 

@@ -208,14 +208,15 @@ class SweepProgress:
         self._progress.update(self._trial, completed=epoch + 1, note=note)
 
     def trials_running(
-        self, running: Sequence[tuple[int, float, str | None, int | None]], epochs: int
+        self, running: Sequence[tuple[str, float, str | None, int | None]], epochs: int
     ) -> None:
         """Show a pool's trials in flight: one bar over all their epochs.
 
         Args:
-            running: ``(trial number, epochs done, family, parameters)`` of each running
-                trial; epochs done may be a fraction (between epochs), family and
-                parameters are None until the trial has checked its budget.
+            running: ``(label, epochs done, family, parameters)`` of each running trial
+                (``trial 3``, ``trial 3 seed 1``); epochs done may be a fraction (between
+                epochs), family and parameters are None until the trial has checked its
+                budget.
             epochs: epochs a trial trains for.
         """
         if not running:
@@ -230,9 +231,9 @@ class SweepProgress:
             visible=True,
             description=f"{len(running)} running",
             note="  ".join(
-                f"#{number} {family or '?'} {f'{params:,}' if params else '?'} "
+                f"{label}: {family or '?'} {f'{params:,}' if params else '?'} "
                 f"{round(d, 1):g}/{epochs}"
-                for number, d, family, params in running
+                for label, d, family, params in running
             ),
         )
         self._study_at(self._done + done / max(epochs, 1))

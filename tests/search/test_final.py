@@ -18,6 +18,7 @@ from sweep.search.final import (
     pair_of,
     queue_pairs,
     refill,
+    trial_label,
 )
 from sweep.search.pareto import record
 from sweep.search.space import parse_space
@@ -183,3 +184,12 @@ def test_a_trial_nobody_queued_has_nothing_to_train() -> None:
     trials = FinalTrials(parse_space(SPACE, "s.yaml").final(), _search_study())
     with pytest.raises(SweepError, match="trial 0 was not queued by `sweep finalize`"):
         trials.config(final.ask())
+
+
+def test_a_trial_is_called_what_a_person_calls_it() -> None:
+    # Read from the stored trial, so the pool's display names a worker's trial the same way.
+    final = create_trial(value=0.9, user_attrs={"source_trial": 3, "seed": 1})
+    final.number = 0
+    search = create_trial(value=0.9)
+    search.number = 7
+    assert (trial_label(final), trial_label(search)) == ("trial 3 seed 1", "trial 7")

@@ -42,9 +42,10 @@ def test_a_pools_running_trials_show_family_size_and_epochs() -> None:
     console, _ = terminal()
     display = SweepProgress("kd_small", total=10, done=2, best=None, console=console)
     with display:
-        display.trials_running([(3, 1.25, "plain", 47_547), (4, 0.0, None, None)], epochs=4)
+        running = [("trial 3 seed 1", 1.25, "plain", 47_547), ("trial 4", 0.0, None, None)]
+        display.trials_running(running, epochs=4)
         study, trial = display._progress.tasks
-        assert trial.fields["note"] == "#3 plain 47,547 1.2/4  #4 ? ? 0/4"
+        assert trial.fields["note"] == "trial 3 seed 1: plain 47,547 1.2/4  trial 4: ? ? 0/4"
         assert study.completed == 2 + 1.25 / 4
 
 
