@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from optuna.trial import TrialState
 
 from sweep.search.best import choose_model
 from sweep.search.final import pair_of
+from sweep.search.storage import open_storage, study_names
 from sweep.track.ui import study_links
 
 FIDELITY = {
@@ -239,3 +241,42 @@ def test_bad_input_is_one_line_and_queues_nothing(
     assert len(lines) == 1 and lines[0].startswith(f"sweep: error: {message}"), lines
     assert (home / "optuna.journal").read_bytes() == journal
     assert len(load(home, "fin.final").trials) == before
+
+
+# When SIGINT lands in `sweep finalize`: "start" after the process starts (imports, checks,
+# the final study's queue), "training" after a final training has its run (seconds after).
+FINALIZE_MOMENTS = [("start", 2.0), ("start", 6.0), ("training", 0.0), ("training", 1.0)]
+
+
+def test_ctrl_c_at_any_moment_of_finalize_is_one_line_and_the_rerun_completes(
+    searched: dict,
+) -> None:
+    home = searched["home"]
+    space = _space(searched["tmp"], "stopfin", searched["data"], final_epochs=30)
+    run = sweep(home, "run", "--space", str(space), "--trials", "2", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    args = ("finalize", "--study", "stopfin", "--top", "1", "--seeds", "2", "--no-progress")
+    for event, after in FINALIZE_MOMENTS:
+        final = start(home, *args)
+        if event == "training":
+            wait_for_trial_with_run(home, "stopfin.final", final)
+        time.sleep(after)
+        final.send_signal(signal.SIGINT)
+        _, err = final.communicate(timeout=120)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert final.returncode == 130, (event, after, err)
+        assert lines[-1].startswith("sweep: interrupted"), (event, after, err)
+        assert "Traceback" not in err and "Exception ignored" not in err, (event, after, err)
+        # Nothing left RUNNING, in Optuna or MLflow.
+        if "stopfin.final" in study_names(open_storage(str(home / "optuna.journal"))):
+            study = load(home, "stopfin.final")
+            assert not [t for t in study.trials if t.state == TrialState.RUNNING], (event, after)
+        _, found = runs(home, "stopfin")
+        assert not [r for r in found if r.info.status == "RUNNING"], (event, after)
+    # The trainings the Ctrl-Cs stopped ended FAILED; the same command again finishes the
+    # plan: each seed trained once, complete.
+    assert [t for t in load(home, "stopfin.final").trials if t.state == TrialState.FAIL]
+    done = sweep(home, *args)
+    assert done.returncode == 0, done.stderr
+    complete = [t for t in load(home, "stopfin.final").trials if t.state == TrialState.COMPLETE]
+    assert sorted(pair_of(t)[1] for t in complete) == [0, 1]
