@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,10 @@ def test_mlflows_ui_still_keeps_that_key(key: str) -> None:
     assert f'key:"{name}",version:{version}' in text
     assert "`${e}_v${t}`" in text  # how it names the stored key
     assert f'MACHINE_LEARNING="{MACHINE_LEARNING}"' in text
+
+
+def test_the_app_loads_without_torch() -> None:
+    # Each of the server's workers imports it: the tracking package's names load on use.
+    code = "import sys, sweep.track.ui_app; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "False", loaded.stderr
