@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.cli.options import add_overrides, add_space, add_storage
+
+if TYPE_CHECKING:  # runners load inside the commands: `sweep --help` stays instant
+    from runners import PoolOptions
 
 
 def add_parsers(commands: Any) -> None:
@@ -102,7 +105,7 @@ def _add_pool(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _pool_options(args: argparse.Namespace) -> Any:
+def _pool_options(args: argparse.Namespace) -> PoolOptions:
     """The checked pool options (:class:`runners.PoolOptions`)."""
     from runners import PoolOptions, parse_gpus
     from sweep.errors import SweepError

@@ -16,20 +16,24 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import torch
 import yaml
 from filelock import FileLock
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 
 from sweep import interrupts
 from sweep.errors import SweepError
 from sweep.records import TrialRecord
 from sweep.track.held_client import HeldClient
 from sweep.track.views import VIEW_PREFIX, VIEWS
+
+if TYPE_CHECKING:  # a study's attributes and a figure are read, neither library loaded here
+    from matplotlib.figure import Figure
+    from optuna import Study
 
 PARENT_ATTR = "mlflow_parent_run_id"
 # MLflow 3's UI opens an experiment on the view this tag names; without it, an experiment
@@ -119,7 +123,7 @@ class Tracker:
         # with the trial it holds, so whoever finds the worker dead can end the run.
         self.on_trial_run: Callable[[int, str], None] | None = None
 
-    def ensure_parent(self, study: Any, description: Mapping[str, Any]) -> str:
+    def ensure_parent(self, study: Study, description: Mapping[str, Any]) -> str:
         """Return the study's parent run id, creating the run on first use.
 
         Two processes may create the parent at once (two hosts starting the same study).
@@ -170,7 +174,7 @@ class Tracker:
                     if self.client.get_experiment(self.experiment_id).tags.get(tag) != view:
                         raise
 
-    def parent_of(self, study: Any) -> str:
+    def parent_of(self, study: Study) -> str:
         """The parent run of a study that ``sweep run`` started (workers only read it).
 
         Raises:
@@ -185,7 +189,7 @@ class Tracker:
             )
         return run_id
 
-    def _existing_parent(self, study: Any) -> str | None:
+    def _existing_parent(self, study: Study) -> str | None:
         run_id = study.user_attrs.get(PARENT_ATTR)
         if run_id is None:
             return None
@@ -247,7 +251,7 @@ class Tracker:
         for name, content in files.items():
             self.client.log_text(run_id, content, f"{folder}/{name}" if folder else name)
 
-    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+    def log_figure(self, run_id: str, figure: Figure, name: str) -> None:
         """Log a matplotlib figure as an image artifact ``name`` (replacing one of that name)."""
         self.client.log_figure(run_id, figure, name)
 
@@ -289,7 +293,7 @@ class Tracker:
         runs = self.client.search_runs([self.experiment_id], filter_string=where)
         return [run for run in runs if self._mine(run)]
 
-    def _mine(self, run: Any) -> bool:
+    def _mine(self, run: Run) -> bool:
         """Whether a trial run belongs to this tracker's stage (runs before stages: search)."""
         return run.data.tags.get("stage", "search") == self.stage
 
@@ -324,7 +328,7 @@ class Tracker:
         previous: Sequence[int],
         records_by_number: Mapping[int, TrialRecord],
         table_csv: str,
-        figure: Any,
+        figure: Figure,
     ) -> list[int]:
         """Refresh the parent's ``pareto.csv`` and plot, and the children's ``pareto`` tags.
 
@@ -369,7 +373,7 @@ class Tracker:
     def register_model(
         self,
         run_id: str,
-        model: Any,
+        model: torch.nn.Module,
         name: str,
         *,
         input_shape: Sequence[int],
