@@ -177,10 +177,6 @@ class FinalTrials:
         """An earlier trial training the same source trial with the same seed."""
         return earlier_with_same_settings(trial, taken_trials(trial), settings=pair_of)
 
-    def label(self, trial: optuna.Trial) -> str:
-        """``trial S seed K``: the search trial it trains again, and with which seed."""
-        return trial_label(trial)
-
 
 def final_results(
     search: Sequence[TrialRecord], final: Sequence[FrozenTrial], max_params: int

@@ -29,6 +29,7 @@ from sweep.models.budget import BudgetReport, count_macs, count_params, model_su
 from sweep.models.registry import create_student, validate_student_options
 from sweep.models.weights import save_state_dict
 from sweep.search.duplicates import earlier_with_same_settings, taken_trials
+from sweep.search.final import trial_label
 from sweep.search.optuna_internals import set_system_attr, trial_id
 from sweep.search.space import SearchSpace
 from sweep.teacher.assistant import ensure_assistant
@@ -71,10 +72,6 @@ class TrialSource(Protocol):
         """An earlier trial that trains the same thing (then this one is not trained)."""
         ...
 
-    def label(self, trial: optuna.Trial) -> str:
-        """What a person calls the trial on the progress display."""
-        ...
-
 
 @dataclass(frozen=True)
 class Proposals:
@@ -93,10 +90,6 @@ class Proposals:
     def duplicate(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
         """An earlier trial with the same parameters (:mod:`sweep.search.duplicates`)."""
         return earlier_with_same_settings(trial, taken_trials(trial))
-
-    def label(self, trial: optuna.Trial) -> str:
-        """``trial N``."""
-        return f"trial {trial.number}"
 
 
 class NoProgress:
@@ -271,7 +264,7 @@ class Objective:
             cfg.train.epochs,
             cfg.student.family,
             plan.final_params,
-            self.source.label(trial),
+            trial_label(trial),
         )
 
         def on_epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
