@@ -163,9 +163,10 @@ class Tracker:
         experiment tag after looking for it, so two processes writing it at once collide.
         """
         with _store_lock(self.tracking_uri):
+            stored = self.client.get_experiment(self.experiment_id).tags
             for key, content in VIEWS.items():
                 tag, view = f"{VIEW_PREFIX}{key}", json.dumps(content)
-                if self.client.get_experiment(self.experiment_id).tags.get(tag) == view:
+                if stored.get(tag) == view:
                     continue
                 try:
                     self.client.set_experiment_tag(self.experiment_id, tag, view)
