@@ -31,6 +31,7 @@ from sweep.track.views import (
     STUDY_VIEW,
     VIEW_PREFIX,
     open_link,
+    view_link,
     view_route,
 )
 
@@ -63,7 +64,7 @@ def study_links(
         links = {}
         for view in views:
             route = view_route(experiment.experiment_id, view)
-            links[view] = open_link(ui_url, route) if via_opener else f"{ui_url}/#{route}"
+            links[view] = (open_link if via_opener else view_link)(ui_url, route)
         yield experiment.name, links
 
 

@@ -118,6 +118,11 @@ def view_route(experiment_id: str, view: str = STUDY_VIEW) -> str:
     )
 
 
+def view_link(ui_url: str, route: str) -> str:
+    """The UI's own address of ``route`` (a tracking server that serves MLflow alone)."""
+    return f"{ui_url.rstrip('/')}/#{route}"
+
+
 def open_link(ui_url: str, route: str) -> str:
     """The address on ``sweep ui``'s server that opens ``route`` in Model training,
     remembered for the browser's next clicks (:mod:`sweep.track.ui_app`)."""
