@@ -36,6 +36,15 @@ def _space(tmp: Path, study: str, data: Path, final_epochs: int = 2) -> Path:
     return path
 
 
+def _searched_study(searched: dict, study: str, final_epochs: int) -> Path:
+    """A 2-trial search of a study of its own in the shared home; the home."""
+    home = searched["home"]
+    space = _space(searched["tmp"], study, searched["data"], final_epochs=final_epochs)
+    run = sweep(home, "run", "--space", str(space), "--trials", "2", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    return home
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory, food11_dir: Path) -> dict:
     """A 3-trial search at proxy fidelity, then `sweep finalize --top 2` (2 seeds each)."""
@@ -192,10 +201,7 @@ def test_export_takes_the_best_mean_and_says_which_seed_and_why(searched: dict) 
 def test_a_worker_killed_mid_training_is_retried_with_the_same_source_and_seed(
     searched: dict,
 ) -> None:
-    home = searched["home"]
-    space = _space(searched["tmp"], "killfin", searched["data"], final_epochs=8)
-    run = sweep(home, "run", "--space", str(space), "--trials", "2", "--no-progress")
-    assert run.returncode == 0, run.stderr
+    home = _searched_study(searched, "killfin", final_epochs=8)
     args = ("finalize", "--study", "killfin", "--top", "1", "--workers", "2", "--no-progress")
     pool = start(home, *args)
     held = wait_for_trial_with_run(home, "killfin.final", pool)
@@ -251,10 +257,7 @@ FINALIZE_MOMENTS = [("start", 2.0), ("start", 6.0), ("training", 0.0), ("trainin
 def test_ctrl_c_at_any_moment_of_finalize_is_one_line_and_the_rerun_completes(
     searched: dict,
 ) -> None:
-    home = searched["home"]
-    space = _space(searched["tmp"], "stopfin", searched["data"], final_epochs=30)
-    run = sweep(home, "run", "--space", str(space), "--trials", "2", "--no-progress")
-    assert run.returncode == 0, run.stderr
+    home = _searched_study(searched, "stopfin", final_epochs=30)
     args = ("finalize", "--study", "stopfin", "--top", "1", "--seeds", "2", "--no-progress")
     for event, after in FINALIZE_MOMENTS:
         final = start(home, *args)
